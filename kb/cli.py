@@ -1,0 +1,5 @@
+"""The kb command line."""
+
+
+def main() -> int:
+    raise SystemExit("kb: not built yet")

@@ -1,0 +1,1 @@
+"""pytest plugin: collects snippets and runnable fences as test items."""
