@@ -1,5 +1,394 @@
-"""The kb command line."""
+"""The ``kb`` command line: links, tags, graph and check over one parse of the vault.
+
+Other commands (``kb run``, ``kb questions``...) register themselves from their own modules
+through an ``add_parser(subparsers)`` function, so this file stays a thin dispatcher.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from pathlib import Path
+
+import networkx as nx
+
+from kb.graph import (
+    DependencyTree,
+    build_graph,
+    connection_path,
+    dependency_graph,
+    dependency_tree,
+    learning_order,
+    requires_cycles,
+    summary,
+)
+from kb.model import Problem
+from kb.project import Project
+
+__all__ = ["main"]
+
+# Modules that add their own subcommands; a missing one is simply not offered.
+COMMAND_MODULES = ("kb.cli_run", "kb.cli_questions")
 
 
-def main() -> int:
-    raise SystemExit("kb: not built yet")
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "handler"):
+        parser.print_help()
+        return 2
+    try:
+        return args.handler(args) or 0
+    except FileNotFoundError as error:
+        print(f"kb: error: {error}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kb",
+        description="Study-notes knowledge base: an Obsidian vault as a topic graph, a site "
+        "and runnable answers.",
+    )
+    commands = parser.add_subparsers(metavar="COMMAND")
+
+    links = commands.add_parser("links", help="list every link occurrence with its target")
+    _add_vault_option(links)
+    links.add_argument("--format", choices=("table", "json"), default="table",
+                       help="output format (default: table)")
+    links.add_argument("--unresolved", action="store_true", help="only unresolved links")
+    links.set_defaults(handler=command_links)
+
+    tags = commands.add_parser("tags", help="list each note's tags")
+    _add_vault_option(tags)
+    tags.add_argument("--format", choices=("table", "json"), default="table",
+                      help="output format (default: table)")
+    tags.set_defaults(handler=command_tags)
+
+    graph = commands.add_parser(
+        "graph", help="prerequisites of a topic, a learning order, or how two topics connect",
+        description="With TOPIC: what TOPIC depends on (requires: lists, then plain links). "
+        "Without: a summary of the vault.",
+    )
+    _add_vault_option(graph)
+    graph.add_argument("topic", nargs="?", help="note name, path or alias (any case)")
+    graph.add_argument("--reverse", action="store_true", help="show what depends on TOPIC")
+    graph.add_argument("--depth", type=_positive_int, default=None,
+                       help="stop the tree after N levels (default: no limit)")
+    graph.add_argument("--order", action="store_true",
+                       help="print TOPIC's prerequisites in a learning order")
+    graph.add_argument("--path", nargs=2, metavar=("A", "B"), help="how topic A connects to B")
+    graph.add_argument("--strong", action="store_true",
+                       help="follow only requires: prerequisites, not plain links")
+    graph.add_argument("--format", choices=("tree", "json", "dot", "mermaid", "graphml"),
+                       default="tree", help="output format (default: tree)")
+    graph.set_defaults(handler=command_graph)
+
+    check = commands.add_parser("check", help="report broken, ambiguous and cyclic links")
+    _add_vault_option(check)
+    check.add_argument("--strict", action="store_true", help="treat warnings as errors")
+    check.set_defaults(handler=command_check)
+
+    for module_name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as error:
+            if error.name != module_name:
+                raise
+            continue
+        module.add_parser(commands)
+    return parser
+
+
+def _add_vault_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--vault", type=Path, default=None,
+                        help="vault folder (default: docs_dir of the nearest mkdocs.yml)")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
+def load_project(args: argparse.Namespace) -> Project:
+    return Project.discover(vault=args.vault)
+
+
+# links and tags -----------------------------------------------------------------------------
+
+
+def command_links(args: argparse.Namespace) -> int:
+    vault = load_project(args).vault
+    links = [link for link in vault.links if not args.unresolved or link.target is None]
+    if args.format == "json":
+        json.dump([link.record() for link in links], sys.stdout, indent=2, ensure_ascii=False)
+        print()
+        return 0
+    for link in links:
+        target = link.target or f"(unresolved, would create {link.would_create})"
+        extra = " (ambiguous)" if link.ambiguous else ""
+        print(f"{link.source}:{link.line}: {link.raw} -> {target}{extra}")
+    return 0
+
+
+def command_tags(args: argparse.Namespace) -> int:
+    vault = load_project(args).vault
+    tags = {path: vault.notes[path].tag_names for path in sorted(vault.notes)}
+    if args.format == "json":
+        json.dump(tags, sys.stdout, indent=2, ensure_ascii=False)
+        print()
+        return 0
+    for path, names in tags.items():
+        if names:
+            print(f"{path}: {' '.join('#' + name for name in names)}")
+    return 0
+
+
+# graph ----------------------------------------------------------------------------------
+
+
+def command_graph(args: argparse.Namespace) -> int:
+    project = load_project(args)
+    vault = project.vault
+    G = build_graph(vault)
+
+    if args.path:
+        a, b = (_topic(vault, name) for name in args.path)
+        if a is None or b is None:
+            return 2
+        try:
+            steps = connection_path(G, a, b)
+        except nx.NetworkXNoPath:
+            print(f"kb: '{args.path[0]}' and '{args.path[1]}' are not connected")
+            return 1
+        if args.format == "json":
+            json.dump([{"node": n, "kind": k, "direction": d} for n, k, d in steps], sys.stdout, indent=2)
+            print()
+        else:
+            print(_label(G, steps[0][0]))
+            for node, kind, direction in steps[1:]:
+                arrow = f"--{kind}-->" if direction == "->" else f"<--{kind}--"
+                print(f"  {arrow} {_label(G, node)}")
+        return 0
+
+    if args.topic is None:
+        if args.format != "tree":
+            return _export(G, args.format)
+        return _print_summary(G)
+
+    topic = _topic(vault, args.topic)
+    if topic is None:
+        return 2
+    D = dependency_graph(G, strong_only=args.strong)
+    if args.reverse:
+        D = D.reverse(copy=True)
+
+    if args.order:
+        order, cut = learning_order(D, topic)
+        if args.reverse:
+            order.reverse()
+        if args.format == "json":
+            json.dump({"order": order, "cycles_cut": cut}, sys.stdout, indent=2, ensure_ascii=False)
+            print()
+            return 0
+        for index, node in enumerate(order, 1):
+            print(f"{index:3d}. {_label(G, node)}")
+        for u, v in cut:
+            print(f"note: cycle broken by ignoring {_label(G, u)} -> {_label(G, v)}", file=sys.stderr)
+        return 0
+
+    tree = dependency_tree(D, topic, args.depth)
+    if args.format == "tree":
+        _print_tree(G, tree)
+        return 0
+    if args.format == "json":
+        json.dump(_tree_json(tree), sys.stdout, indent=2, ensure_ascii=False)
+        print()
+        return 0
+    nodes = _tree_nodes(tree)
+    return _export(G.subgraph(nodes), args.format)
+
+
+def _topic(vault, query: str) -> str | None:
+    note = vault.note_for(query)
+    if note is not None:
+        return note.path
+    hints = vault.suggestions(query)
+    hint = f"; did you mean: {', '.join(hints)}" if hints else ""
+    print(f"kb: error: no note named '{query}'{hint}", file=sys.stderr)
+    return None
+
+
+def _label(G: nx.MultiDiGraph, node: str) -> str:
+    data = G.nodes[node]
+    if data["unresolved"]:
+        return f"{data['label']} (unresolved)"
+    return node
+
+
+def _print_tree(G: nx.MultiDiGraph, tree: DependencyTree) -> None:
+    print(_label(G, tree.node))
+    stack = [(child, "", index == len(tree.children) - 1) for index, child in reversed(list(enumerate(tree.children)))]
+    while stack:
+        node, prefix, last = stack.pop()
+        marker = "`-- " if last else "|-- "
+        notes = []
+        if node.strength == "weak":
+            notes.append("link")
+        if node.repeat:
+            notes.append("see above")
+        if node.cycle:
+            notes.append("cycle")
+        suffix = f"  ({', '.join(notes)})" if notes else ""
+        print(f"{prefix}{marker}{_label(G, node.node)}{suffix}")
+        child_prefix = prefix + ("    " if last else "|   ")
+        for index, child in reversed(list(enumerate(node.children))):
+            stack.append((child, child_prefix, index == len(node.children) - 1))
+
+
+def _tree_json(tree: DependencyTree) -> dict:
+    root = {"node": tree.node, "children": []}
+    stack = [(tree, root)]
+    while stack:
+        node, record = stack.pop()
+        for child in node.children:
+            child_record = {"node": child.node, "strength": child.strength, "children": []}
+            if child.repeat:
+                child_record["repeat"] = True
+            if child.cycle:
+                child_record["cycle"] = True
+            record["children"].append(child_record)
+            stack.append((child, child_record))
+    return root
+
+
+def _tree_nodes(tree: DependencyTree) -> set[str]:
+    nodes, stack = set(), [tree]
+    while stack:
+        node = stack.pop()
+        nodes.add(node.node)
+        stack.extend(node.children)
+    return nodes
+
+
+def _print_summary(G: nx.MultiDiGraph) -> int:
+    facts = summary(G)
+    print(f"notes:        {facts['notes']}")
+    print(f"attachments:  {facts['attachments']}")
+    print(f"links:        {facts['links']}")
+    print(f"unresolved:   {facts['unresolved_links']} links to {facts['unresolved_targets']} missing notes")
+    print(f"orphans:      {len(facts['orphans'])}")
+    print(f"components:   {facts['components']}")
+    chain = facts["longest_prerequisite_chain"]
+    print(f"longest prerequisite chain: {len(chain)} notes")
+    for node in chain:
+        print(f"  {node}")
+    return 0
+
+
+def _export(G: nx.MultiDiGraph, fmt: str) -> int:
+    if fmt == "json":
+        data = nx.node_link_data(G, edges="links")
+        json.dump(data, sys.stdout, indent=2, ensure_ascii=False, default=list)
+        print()
+    elif fmt == "graphml":
+        H = nx.MultiDiGraph()
+        for node, data in G.nodes(data=True):
+            H.add_node(node, **{key: (value if isinstance(value, (str, int, float, bool)) else " ".join(map(str, value))) for key, value in data.items()})
+        for u, v, key, data in G.edges(keys=True, data=True):
+            H.add_edge(u, v, key=key, kind=data["kind"], count=data["count"], lines=" ".join(map(str, data["lines"])))
+        for line in nx.generate_graphml(H):
+            print(line)
+    elif fmt == "dot":
+        print("digraph kb {")
+        for node, data in sorted(G.nodes(data=True)):
+            style = ", style=dashed" if data["unresolved"] else ""
+            print(f"  {_quote(node)} [label={_quote(data['label'])}{style}];")
+        for u, v, kind in sorted(G.edges(keys=True)):
+            style = " style=bold" if kind == "requires" else " style=dotted" if kind == "embed" else ""
+            print(f"  {_quote(u)} -> {_quote(v)} [label={_quote(kind)}{style}];")
+        print("}")
+    elif fmt == "mermaid":
+        ids = {node: f"n{index}" for index, node in enumerate(sorted(G.nodes))}
+        print("graph LR")
+        for node, data in sorted(G.nodes(data=True)):
+            label = data["label"].replace('"', "#quot;")
+            print(f'  {ids[node]}["{label}"]')
+        for u, v, kind in sorted(G.edges(keys=True)):
+            arrow = "==>" if kind == "requires" else "-.->" if kind == "embed" else "-->"
+            print(f"  {ids[u]} {arrow} {ids[v]}")
+    return 0
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+# check ----------------------------------------------------------------------------------
+
+
+def command_check(args: argparse.Namespace) -> int:
+    project = load_project(args)
+    vault = project.vault
+    G = build_graph(vault)
+    problems: list[Problem] = list(vault.problems) + vault.link_problems()
+
+    for cycle in requires_cycles(G):
+        first = cycle[0]
+        line = next(
+            (link.line for link in vault.notes[first].links if link.property == "requires"), None
+        )
+        chain = " -> ".join(cycle + [cycle[0]])
+        problems.append(
+            Problem(first, line, "error", "requires-cycle",
+                    f"prerequisite cycle: {chain}; remove one of these requires: entries")
+        )
+    for u, v, kind in G.edges(keys=True):
+        if kind == "requires" and G.nodes[v]["unresolved"]:
+            line = G.edges[u, v, kind]["lines"][0]
+            problems.append(
+                Problem(u, line, "error", "missing-prerequisite",
+                        f"requires: names '{G.nodes[v]['label']}', which does not exist; create "
+                        "the note or fix the name")
+            )
+    for orphan in summary(G)["orphans"]:
+        problems.append(
+            Problem(orphan, None, "info", "orphan-note",
+                    "no links to or from this note; link it from a related note")
+        )
+
+    for extra in _extra_checks(project, args):
+        problems.append(extra)
+
+    if args.strict:
+        for problem in problems:
+            if problem.severity == "warning":
+                problem.severity = "error"
+    order = {"error": 0, "warning": 1, "info": 2}
+    problems.sort(key=lambda p: (order[p.severity], p.path, p.line or 0))
+    for problem in problems:
+        print(problem)
+    errors = sum(problem.severity == "error" for problem in problems)
+    warnings = sum(problem.severity == "warning" for problem in problems)
+    print(f"{errors} errors, {warnings} warnings, {len(problems) - errors - warnings} notes", file=sys.stderr)
+    return 1 if errors else 0
+
+
+def _extra_checks(project: Project, args: argparse.Namespace) -> list[Problem]:
+    """Checks contributed by other modules (e.g. open questions), if installed."""
+    try:
+        module = importlib.import_module("kb.questions")
+    except ModuleNotFoundError:
+        return []
+    check = getattr(module, "check_problems", None)
+    return list(check(project, args)) if check else []
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,257 @@
+"""The topic graph of a vault: notes, attachments and unresolved targets, joined by typed edges.
+
+Edges point from the note that writes a link to the note it names, with ``kind`` one of
+``link``, ``embed`` or ``requires``. A front-matter ``requires:`` list is an explicit
+prerequisite; an ordinary link or embed counts as a weaker dependency. The graph is a
+:class:`networkx.MultiDiGraph` with one edge per (source, target, kind), carrying how often
+and on which lines it is written.
+
+Caveats: self links are kept as self-loops in the graph but ignored by the ordering
+functions, and cycles among prerequisites are broken deterministically (weak edges first,
+then the alphabetically last edge of the cycle) and reported, never silently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from kb.vault import Vault
+
+__all__ = [
+    "DependencyTree",
+    "build_graph",
+    "connection_path",
+    "dependency_graph",
+    "dependency_tree",
+    "learning_order",
+    "summary",
+    "unresolved_id",
+]
+
+STRONG = "requires"
+
+
+def unresolved_id(would_create: str) -> str:
+    """Node id of an unresolved target (kept apart from real paths)."""
+    return f"unresolved:{would_create}"
+
+
+def build_graph(vault: Vault, include_unresolved: bool = True) -> nx.MultiDiGraph:
+    """Build the topic graph of ``vault``.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (folder / "A.md").write_text("---\\nrequires: ['[[B]]']\\n---\\nSee [[C]].")
+    >>> _ = (folder / "B.md").write_text("")
+    >>> G = build_graph(Vault.load(folder))
+    >>> sorted((u, v, k) for u, v, k in G.edges(keys=True))
+    [('A.md', 'B.md', 'requires'), ('A.md', 'unresolved:C.md', 'link')]
+    """
+    G = nx.MultiDiGraph()
+    for path in sorted(vault.files):
+        note = vault.notes.get(path)
+        if note is not None:
+            G.add_node(
+                path, kind="note", label=note.name, folder=note.folder,
+                tags=note.tag_names, aliases=note.aliases, unresolved=False,
+            )
+        elif path.lower().endswith(".md"):
+            continue  # an unreadable note: reported at load time, not a node
+        else:
+            G.add_node(
+                path, kind="attachment", label=path.rsplit("/", 1)[-1],
+                folder=path.rsplit("/", 1)[0] if "/" in path else "", tags=[], aliases=[],
+                unresolved=False,
+            )
+
+    for link in vault.links:
+        if link.target is not None:
+            target = link.target
+        elif link.would_create is not None and include_unresolved:
+            target = unresolved_id(link.would_create)
+            if target not in G:
+                G.add_node(
+                    target, kind="unresolved", label=link.target_text.rsplit("/", 1)[-1],
+                    folder="", tags=[], aliases=[], unresolved=True,
+                )
+        else:
+            continue
+        kind = STRONG if link.syntax == "property" and link.property == "requires" else link.kind
+        if G.has_edge(link.source, target, kind):
+            data = G.edges[link.source, target, kind]
+            data["count"] += 1
+            data["lines"].append(link.line)
+        else:
+            G.add_edge(link.source, target, key=kind, kind=kind, count=1, lines=[link.line])
+    return G
+
+
+def dependency_graph(G: nx.MultiDiGraph, strong_only: bool = False) -> nx.DiGraph:
+    """Collapse ``G`` to "u depends on v" edges between notes, with ``strength`` strong/weak."""
+    D = nx.DiGraph()
+    D.add_nodes_from(node for node, data in G.nodes(data=True) if data["kind"] != "attachment")
+    for u, v, kind in G.edges(keys=True):
+        if u == v or v not in D:
+            continue
+        if strong_only and kind != STRONG:
+            continue
+        strength = "strong" if kind == STRONG else "weak"
+        if not D.has_edge(u, v) or strength == "strong":
+            D.add_edge(u, v, strength=strength)
+    return D
+
+
+@dataclass
+class DependencyTree:
+    node: str
+    strength: str | None = None
+    """How the parent depends on this node: ``strong`` (requires) or ``weak`` (a link)."""
+    repeat: bool = False
+    """Shown earlier in the tree; its subtree is not repeated."""
+    cycle: bool = False
+    """Closes a cycle back to one of its ancestors."""
+    children: list["DependencyTree"] = field(default_factory=list)
+
+
+def dependency_tree(D: nx.DiGraph, topic: str, depth: int | None = None) -> DependencyTree:
+    """Expand what ``topic`` depends on, each node once, cycles marked where they close.
+
+    Works with an explicit stack, so a 10,000-note chain cannot overflow Python's recursion.
+    """
+    root = DependencyTree(topic)
+    shown = {topic}
+    # Each stack entry: (tree node, ancestors on its path, its depth).
+    stack = [(root, frozenset([topic]), 0)]
+    while stack:
+        tree, ancestors, level = stack.pop()
+        if depth is not None and level >= depth:
+            continue
+        successors = sorted(D.successors(tree.node), key=lambda node: (D.edges[tree.node, node]["strength"] != "strong", node))
+        for child in successors:
+            strength = D.edges[tree.node, child]["strength"]
+            if child in ancestors:
+                tree.children.append(DependencyTree(child, strength, cycle=True))
+            elif child in shown:
+                tree.children.append(DependencyTree(child, strength, repeat=True))
+            else:
+                shown.add(child)
+                subtree = DependencyTree(child, strength)
+                tree.children.append(subtree)
+                stack.append((subtree, ancestors | {child}, level + 1))
+    return root
+
+
+def learning_order(D: nx.DiGraph, topic: str) -> tuple[list[str], list[tuple[str, str]]]:
+    """Return the prerequisites of ``topic`` in a learning order, and the edges cut to get it.
+
+    Prerequisites come before what needs them and ``topic`` comes last. Ties are broken
+    alphabetically, so the order is deterministic. Cycles are broken by cutting weak edges
+    first, then the alphabetically last strong edge of each remaining cycle.
+    """
+    reachable = nx.descendants(D, topic) | {topic}
+    H = nx.DiGraph(D.subgraph(reachable))
+    H.remove_edges_from(list(nx.selfloop_edges(H)))
+    cut: list[tuple[str, str]] = []
+    while True:
+        try:
+            cycle = nx.find_cycle(H, source=sorted(H.nodes))
+        except nx.NetworkXNoCycle:
+            break
+        edges = [(u, v) for u, v, *_ in cycle]
+        weak = sorted(edge for edge in edges if H.edges[edge]["strength"] == "weak")
+        edge = weak[-1] if weak else sorted(edges)[-1]
+        H.remove_edge(*edge)
+        cut.append(edge)
+    # Edges point from a note to its prerequisite, so reverse them for "prerequisites first".
+    order = list(nx.lexicographical_topological_sort(H.reverse(copy=False), key=str))
+    return order, cut
+
+
+def connection_path(G: nx.MultiDiGraph, a: str, b: str) -> list[tuple[str, str, str]]:
+    """Return the shortest chain of edges joining ``a`` and ``b``, in either direction.
+
+    Each step is ``(node, kind, direction)`` where direction is ``"->"`` when the link is
+    written from the previous node to this one and ``"<-"`` otherwise; the first step has
+    kind and direction ``""``. Raises :class:`networkx.NetworkXNoPath` when none exists.
+    """
+    U = nx.Graph()
+    U.add_nodes_from(G.nodes)
+    for u, v, kind in G.edges(keys=True):
+        if u != v and not U.has_edge(u, v):
+            U.add_edge(u, v)
+    nodes = nx.shortest_path(U, a, b)
+    steps = [(a, "", "")]
+    for previous, node in zip(nodes, nodes[1:]):
+        if G.has_edge(previous, node):
+            kinds = sorted(G[previous][node])
+            steps.append((node, kinds[0], "->"))
+        else:
+            kinds = sorted(G[node][previous])
+            steps.append((node, kinds[0], "<-"))
+    return steps
+
+
+def summary(G: nx.MultiDiGraph) -> dict[str, object]:
+    """Count notes, attachments, links, unresolved targets, orphans and components."""
+    notes = [node for node, data in G.nodes(data=True) if data["kind"] == "note"]
+    unresolved = [node for node, data in G.nodes(data=True) if data["kind"] == "unresolved"]
+    orphans = sorted(
+        node for node in notes
+        if all(u == v for u, v in list(G.in_edges(node)) + list(G.out_edges(node)))
+    )
+    note_graph = G.subgraph(notes)
+    components = nx.number_weakly_connected_components(note_graph) if notes else 0
+
+    D = dependency_graph(G, strong_only=True)
+    D.remove_nodes_from([node for node in unresolved if node in D])
+    D.remove_edges_from(list(nx.selfloop_edges(D)))
+    cut = _break_cycles(D)
+    chain = nx.dag_longest_path(D, default_weight=1) if D.number_of_edges() else []
+    return {
+        "notes": len(notes),
+        "attachments": sum(1 for _n, data in G.nodes(data=True) if data["kind"] == "attachment"),
+        "links": sum(data["count"] for *_e, data in G.edges(data=True)),
+        "unresolved_targets": len(unresolved),
+        "unresolved_links": sum(
+            data["count"] for _u, v, data in G.edges(data=True) if G.nodes[v]["unresolved"]
+        ),
+        "orphans": orphans,
+        "components": components,
+        "longest_prerequisite_chain": list(reversed(chain)),
+        "requires_cycles_cut": cut,
+    }
+
+
+def _break_cycles(D: nx.DiGraph) -> list[tuple[str, str]]:
+    cut = []
+    while True:
+        try:
+            cycle = nx.find_cycle(D)
+        except nx.NetworkXNoCycle:
+            return cut
+        edge = sorted((u, v) for u, v, *_ in cycle)[-1]
+        D.remove_edge(*edge)
+        cut.append(edge)
+
+
+def requires_cycles(G: nx.MultiDiGraph) -> list[list[str]]:
+    """Return each cycle of ``requires`` edges once, as a list of notes."""
+    D = dependency_graph(G, strong_only=True)
+    D.remove_edges_from(list(nx.selfloop_edges(D)))
+    cycles = []
+    for component in nx.strongly_connected_components(D):
+        if len(component) > 1:
+            cycles.append(sorted(component))
+    for u, v, kind in G.edges(keys=True):
+        if u == v and kind == STRONG:
+            cycles.append([u])
+    return sorted(cycles)
+
+
+def nodes_with_label(G: nx.MultiDiGraph, nodes: Iterable[str]) -> list[tuple[str, str]]:
+    return [(node, G.nodes[node]["label"]) for node in nodes]
