@@ -1,0 +1,179 @@
+# kb: timeout=60
+# %% [markdown]
+# # Time and memory of linear and softmax attention at U-Net token counts
+# Measures the attention core (heads 4, dim_head 32, batch 1, float32, as in the default U-Net
+# of lucidrains/denoising-diffusion-pytorch) in three forms: the linear attention of that
+# U-Net, softmax attention that materialises the N x N matrix (what the U-Net's `Attention`
+# computes by default), and torch's fused `F.scaled_dot_product_attention`, which never
+# stores the whole matrix. Token counts are those of each U-Net stage for 32 to 256 px
+# images. The softmax forms stop at a cap and are extrapolated as N^2 beyond it.
+#
+# Shape letters: B batch, H heads, N tokens, D dim_head.
+
+# %%
+import math
+
+import torch
+import torch.nn.functional as F
+from torch.profiler import ProfilerActivity, profile
+from torch.utils import benchmark
+
+from snippets.attention import scaled_dot_product_attention
+from snippets.linear_attention import linear_attention
+
+HEADS, DIM_HEAD = 4, 32
+IMAGE_SIZES = (32, 64, 128, 256)
+
+
+# %% Measuring one call
+def peak_allocated_bytes(fn):
+    """Return the peak of CPU bytes allocated and not yet freed while `fn()` runs.
+
+    Replays the allocation and free events that the torch profiler records, in time order.
+    Memory allocated before the call (the inputs) is not counted.
+    """
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    changes = []
+    for event in prof.events():
+        if event.name == "[memory]" and event.cpu_memory_usage < 0:
+            changes.append((event.time_range.start, event.cpu_memory_usage))
+        elif event.name != "[memory]" and event.self_cpu_memory_usage > 0:
+            changes.append((event.time_range.start, event.self_cpu_memory_usage))
+    current = peak = 0
+    for _, change in sorted(changes):
+        current += change
+        peak = max(peak, current)
+    return peak
+
+
+def median_seconds(fn, min_run_time):
+    """Return the median wall time of `fn()` on one thread, from torch.utils.benchmark."""
+    timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=1)
+    return timer.blocked_autorange(min_run_time=min_run_time).median
+
+
+def unet_stages(image_size):
+    """Return (stage, side, tokens, kind) rows for the default U-Net at faed4db.
+
+    dim_mults (1, 2, 4, 8) gives four encoder stages at sides S, S/2, S/4, S/8, the middle at
+    S/8, and the mirrored decoder stages. Full attention is the default only in the innermost
+    encoder and decoder stage (full_attn = (False, False, False, True)) and the middle.
+    """
+    rows = []
+    for level in range(4):
+        side = image_size // 2**level
+        kind = "softmax" if level == 3 else "linear"
+        rows.append((f"down {level + 1} / up {4 - level}", side, side * side, kind))
+    side = image_size // 8
+    rows.append(("middle", side, side * side, "softmax"))
+    return rows
+
+
+ATTENTION_KINDS = {
+    "linear": linear_attention,
+    "softmax, materialised": scaled_dot_product_attention,
+    "softmax, fused": F.scaled_dot_product_attention,
+}
+
+
+# %% Sweep over token counts
+if __name__ == "__main__":
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+
+    # Caps keep the run within seconds: the materialised form at 4096 tokens already holds
+    # two 4 x 4096 x 4096 float32 matrices (512 MiB).
+    caps = {"linear": 65536, "softmax, materialised": 4096, "softmax, fused": 8192}
+    token_counts = sorted({2**p for p in range(4, 13)} | {4**p for p in range(2, 9)})
+
+    measured = {}  # (kind, tokens) -> (seconds, peak bytes)
+    for tokens in token_counts:
+        q, k, v = (torch.randn(1, HEADS, tokens, DIM_HEAD) for _ in range(3))
+        for kind, attend in ATTENTION_KINDS.items():
+            if tokens > caps[kind]:
+                continue
+            run_time = 0.05 if tokens <= 1024 else 0.01
+            seconds = median_seconds(lambda: attend(q, k, v), run_time)
+            measured[kind, tokens] = (seconds, peak_allocated_bytes(lambda: attend(q, k, v)))
+
+    # Same result from the fused and the materialised form, in float32.
+    q, k, v = (torch.randn(1, HEADS, 1024, DIM_HEAD) for _ in range(3))
+    err = (F.scaled_dot_product_attention(q, k, v) - scaled_dot_product_attention(q, k, v))
+    print(f"fused against materialised softmax at 1024 tokens: max error {err.abs().max():.1e}")
+    assert err.abs().max() < 1e-5, f"fused and materialised softmax differ by {err.abs().max()}"
+
+# %% Extrapolation and table
+if __name__ == "__main__":
+
+    def estimate(kind, tokens):
+        """Return (seconds, bytes, extrapolated) with N^2 scaling from the largest run."""
+        if (kind, tokens) in measured:
+            return (*measured[kind, tokens], False)
+        largest = max(n for (name, n) in measured if name == kind)
+        seconds, peak = measured[kind, largest]
+        factor = (tokens / largest) ** 2
+        # NOTE: the fused kernel's memory grows as N, not N^2, so its estimate is scaled by N.
+        memory_factor = tokens / largest if kind == "softmax, fused" else factor
+        return seconds * factor, peak * memory_factor, True
+
+    def format_cell(kind, tokens):
+        seconds, peak, extrapolated = estimate(kind, tokens)
+        mark = "*" if extrapolated else " "
+        return f"{seconds * 1e3:>10.2f}{mark} {peak / 2**20:>9.1f}{mark}"
+
+    header = f"{'tokens':>7} | " + " | ".join(f"{kind:^23}" for kind in ATTENTION_KINDS)
+    print(header)
+    print(f"{'':>7} | " + " | ".join(f"{'ms':>11} {'MiB':>10}" for _ in ATTENTION_KINDS))
+    for tokens in token_counts:
+        print(f"{tokens:>7} | " + " | ".join(format_cell(kind, tokens) for kind in ATTENTION_KINDS))
+    print("* extrapolated from the largest measured size (time as N^2, memory as N^2 or N)")
+
+    # Crossover: the smallest measured N from which linear attention stays faster.
+    slower = [
+        n
+        for n in token_counts
+        if ("softmax, materialised", n) in measured
+        and measured["linear", n][0] >= measured["softmax, materialised", n][0]
+    ]
+    crossover = min(n for n in token_counts if n > max(slower, default=0))
+    print(f"linear attention is faster than materialised softmax from {crossover} tokens on")
+    big = 4096
+    ratio = measured["softmax, materialised", big][0] / measured["linear", big][0]
+    memory_ratio = measured["softmax, materialised", big][1] / measured["linear", big][1]
+    print(f"at {big} tokens softmax takes {ratio:.0f}x the time and {memory_ratio:.0f}x the memory")
+    assert ratio > 10, f"expected softmax to be much slower at {big} tokens, ratio {ratio:.1f}"
+
+# %% Per U-Net stage
+if __name__ == "__main__":
+    print(f"{'image':>5} {'stage':<16} {'side':>4} {'tokens':>6} {'GitHub kind':<11}"
+          f" {'linear ms':>10} {'softmax ms':>11} {'softmax MiB':>12}")
+    for image_size in IMAGE_SIZES:
+        for stage, side, tokens, kind in unet_stages(image_size):
+            linear_ms = estimate("linear", tokens)[0] * 1e3
+            softmax_s, softmax_bytes, extrapolated = estimate("softmax, materialised", tokens)
+            mark = "*" if extrapolated else " "
+            print(f"{image_size:>5} {stage:<16} {side:>4} {tokens:>6} {kind:<11}"
+                  f" {linear_ms:>10.2f} {softmax_s * 1e3:>10.1f}{mark}"
+                  f" {softmax_bytes / 2**20:>11.0f}{mark}")
+
+# %% Figure
+if __name__ == "__main__":
+    import matplotlib.pyplot as plt
+
+    fig, (ax_time, ax_memory) = plt.subplots(1, 2, figsize=(9, 3.5))
+    for kind in ATTENTION_KINDS:
+        sizes = [n for n in token_counts if (kind, n) in measured]
+        ax_time.plot(sizes, [measured[kind, n][0] * 1e3 for n in sizes], "o-", label=kind)
+        ax_memory.plot(sizes, [max(measured[kind, n][1], 1) / 2**20 for n in sizes], "o-")
+    for ax, label in ((ax_time, "median time (ms)"), (ax_memory, "peak allocated (MiB)")):
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("tokens N")
+        ax.set_ylabel(label)
+        for side in (4, 8, 16, 32, 64, 128, 256):
+            ax.axvline(side * side, color="grey", lw=0.5)
+    ax_time.legend(fontsize=8)
+    fig.suptitle("Attention core, 4 heads x 32 dims, 1 thread (grey: U-Net stage sizes)")
+    fig.tight_layout()
+    plt.show()
