@@ -1,4 +1,4 @@
-"""Run every Obsidian syntax case through the real ``kb`` command and compare with its answers.
+"""Run every Obsidian syntax case through the real ``kb`` command and compare with its expected results.
 
 Each case folder holds a small vault and ``expected.json``. Edges are compared as multisets
 (order inside a note carries no meaning), tags as sets. Optional edge fields are compared only
