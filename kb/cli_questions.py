@@ -1,0 +1,471 @@
+"""``kb questions``, ``kb new``, ``kb explain`` and ``kb quiz``: questions to answers to own words.
+
+kb never writes an explanation for the person: ``kb explain`` and ``kb quiz`` only store the
+text the person types, and ``kb new`` leaves the own-words section as a prompt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import TextIO
+
+from kb.own_words import (
+    ConcurrentChangeError,
+    ExplanationError,
+    NoteSnapshot,
+    SECTION_TITLE,
+    save_explanation,
+    split_lines,
+    write_atomically,
+)
+from kb.project import Project
+from kb.questions import Question, collect_questions
+from kb.quiz import QuizState, pick_question, quiz_path
+
+__all__ = ["add_parser"]
+
+QUESTION_WIDTH = 60
+"""Characters of question text shown in the table; ``--format json`` has the full text."""
+END_OF_INPUT = "."
+"""A line with only this ends an explanation typed at the quiz."""
+_EDITOR_CUT = "<!-- kb: write your explanation above this line"
+_FORBIDDEN_NAME = re.compile(r'[\[\]#^|\\:*"<>?]')
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    questions = subparsers.add_parser(
+        "questions", help="list the questions of the notes with their answer, code and own-words status",
+        description="A question is a sentence ending in '?', an open task '- [ ]', or anything "
+        "tagged #question, outside code, math and quotes.",
+    )
+    _add_vault_option(questions)
+    questions.add_argument("--open", action="store_true",
+                           help="only questions not yet done: no answer note, code not passing, "
+                           "or no explanation in your own words")
+    questions.add_argument("--format", choices=("table", "json"), default="table",
+                           help="output format (default: table)")
+    questions.set_defaults(handler=command_questions)
+
+    new = subparsers.add_parser(
+        "new", help="create an answer note from the template",
+        description="Create TOPIC.md in the vault with the question, an own-words prompt, a "
+        "reference-explanation stub and a snippet placeholder. Never overwrites a note.",
+    )
+    _add_vault_option(new)
+    new.add_argument("topic", help="name of the new note, e.g. \"Cold diffusion\" (may include a folder)")
+    new.add_argument("--answers", metavar="QUESTION",
+                     help="block id (q-cold-diffusion or ^q-cold-diffusion) or text of the "
+                     "question this note answers; adds [[TOPIC|answer]] to the question unless it "
+                     "has an answer link")
+    new.set_defaults(handler=command_new)
+
+    explain = subparsers.add_parser(
+        "explain", help="write or replace your own explanation in an answer note",
+        description=f"Replace the '{SECTION_TITLE}' explanation of TOPIC with your text. The "
+        "previous explanation stays in a folded 'Earlier explanation (DATE)' callout. Without "
+        "--from, opens $VISUAL or $EDITOR on a temporary file.",
+    )
+    _add_vault_option(explain)
+    explain.add_argument("topic", help="answer note: name, path or alias")
+    explain.add_argument("--from", dest="source", metavar="FILE",
+                         help="read the explanation from FILE, or from standard input with '-'")
+    explain.set_defaults(handler=command_explain)
+
+    quiz = subparsers.add_parser(
+        "quiz", help="recall: explain a question from memory, on a spaced schedule",
+        description="Ask one question (never explained first, then the longest ago), read your "
+        f"explanation from the terminal or standard input (end with a line '{END_OF_INPUT}' or "
+        "Ctrl-D), save it as kb explain does, then show where the reference answer and the "
+        "code's output are. The schedule lives in .kb/quiz.json.",
+    )
+    _add_vault_option(quiz)
+    quiz.add_argument("--dry-run", action="store_true",
+                      help="show which question would be asked; change nothing")
+    quiz.set_defaults(handler=command_quiz)
+
+    check = subparsers.choices.get("check")
+    if check is not None:
+        check.add_argument("--require-own-words", action="store_true",
+                           help="report an answer without an explanation in your own words as "
+                           "an error (default: information only)")
+
+
+def _add_vault_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--vault", type=Path, default=None,
+                        help="vault folder (default: docs_dir of the nearest mkdocs.yml)")
+
+
+def _error(message: str) -> int:
+    print(f"kb: error: {message}", file=sys.stderr)
+    return 1
+
+
+def _shorten(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1].rstrip() + "…"
+
+
+# kb questions ---------------------------------------------------------------------------------
+
+
+def _own_words_label(question: Question) -> str:
+    words = question.own_words
+    if words.state != "written":
+        return words.state
+    return f"{words.words} words, {words.date}" if words.date else f"{words.words} words"
+
+
+def command_questions(args: argparse.Namespace) -> int:
+    project = Project.discover(vault=args.vault)
+    questions = collect_questions(project)
+    shown = [question for question in questions if not args.open or question.state != "done"]
+    if args.format == "json":
+        json.dump([question.record() for question in shown], sys.stdout, indent=2, ensure_ascii=False)
+        print()
+        return 0
+
+    rows = [("WHERE", "STATE", "CODE", "OWN WORDS", "QUESTION", "ANSWER")]
+    for question in shown:
+        if question.answer is not None:
+            answer = question.answer
+        elif question.answer_missing:
+            answer = f"{question.answer_missing} (not created)"
+        else:
+            answer = "(none)"
+        code = question.code if question.answer is not None else "-"
+        own = _own_words_label(question) if question.answer is not None else "-"
+        rows.append((str(question), question.state, code, own,
+                     _shorten(question.text, QUESTION_WIDTH), answer))
+    widths = [max(len(row[column]) for row in rows) for column in range(5)]
+    for row in rows:
+        cells = [row[column].ljust(widths[column]) for column in range(5)]
+        print("  ".join(cells + [row[5]]).rstrip())
+    done = sum(question.state == "done" for question in questions)
+    passing = sum(question.code == "passed" for question in questions)
+    explained = sum(question.own_words.state == "written" for question in questions)
+    print(f"{len(questions)} questions: {passing} answered with passing code, {explained} "
+          f"explained in own words, {len(questions) - done} open", file=sys.stderr)
+    return 0
+
+
+# kb new ---------------------------------------------------------------------------------------
+
+
+def _find_question(questions: list[Question], query: str) -> Question:
+    block = query.strip().lstrip("^")
+    by_id = [question for question in questions if question.block_id == block]
+    if by_id:
+        return by_id[0]
+    wanted = " ".join(query.split()).casefold()
+    exact = [question for question in questions if question.text.casefold() == wanted]
+    if len(exact) == 1:
+        return exact[0]
+    partial = [question for question in questions if wanted and wanted in question.text.casefold()]
+    if len(partial) == 1:
+        return partial[0]
+    if not partial:
+        raise LookupError(f"no question with block id or text '{query}'; list them with kb questions")
+    listed = "; ".join(f"{question} {_shorten(question.text, 50)}" for question in partial[:5])
+    raise LookupError(f"'{query}' matches {len(partial)} questions ({listed}); pass a block id "
+                      "or more of the text")
+
+
+def _snippet_name(topic: str) -> str:
+    slug = re.sub(r"[^0-9a-z]+", "_", Path(topic).name.casefold()).strip("_")
+    return f"{slug or 'answer'}.py"
+
+
+def _note_target(path: str) -> str:
+    return path[:-3] if path.lower().endswith(".md") else path
+
+
+def answer_template(topic: str, question: Question | None) -> str:
+    """Return the text of a new answer note; its own-words section holds only a prompt."""
+    name = Path(topic).name
+    if question is not None and question.block_id:
+        link = f"[[{_note_target(question.path)}#^{question.block_id}]]"
+        front = f'answers: ["{link}"]'
+        quoted = f"> [!question] {question.text}\n> From {link}"
+    elif question is not None:
+        front = "answers: []"
+        quoted = f"> [!question] {question.text}\n> From [[{_note_target(question.path)}]]"
+    else:
+        front = "answers: []"
+        quoted = "> [!question] TODO: the question this note answers"
+    return (
+        f"---\n{front}\n---\n\n{quoted}\n\n"
+        f"## {SECTION_TITLE}\n\n"
+        f"> [!prompt] Before reading the reference below, explain the answer as you would to a "
+        f"colleague. Run `kb explain \"{name}\"` or write here.\n\n"
+        "## Reference explanation\n\n"
+        "TODO: explain the answer and cite the sources below.\n\n"
+        "## Code\n\n"
+        f"![[{_snippet_name(topic)}]]\n\n"
+        "## Results\n\n"
+        "TODO: what the code prints or plots, and what that shows.\n\n"
+        "## Sources\n\n"
+        "- TODO\n"
+    )
+
+
+def _validate_topic(topic: str) -> str:
+    topic = topic.strip()
+    if topic.lower().endswith(".md"):
+        topic = topic[:-3]
+    parts = topic.split("/")
+    if not topic or topic.startswith("/") or any(part in ("", ".", "..") for part in parts):
+        raise ValueError(f"invalid note name '{topic}'; give a name such as \"Cold diffusion\"")
+    bad = _FORBIDDEN_NAME.search(topic)
+    if bad:
+        raise ValueError(f"invalid note name '{topic}': '{bad.group()}' breaks Obsidian links; "
+                         "leave it out")
+    return topic
+
+
+def _add_answer_link(text: str, question: Question, topic: str) -> str:
+    """Return ``text`` with ``[[topic|answer]]`` on the question's last line, before its block id."""
+    lines = split_lines(text)
+    index = question.last_line - 1
+    if re.fullmatch(r"[ \t]*\^[A-Za-z0-9-]+[ \t]*(?:\r\n|\r|\n)?", lines[index]) and index > question.line - 1:
+        index -= 1  # a block id alone on its line: put the link on the line above it
+    line = lines[index]
+    ending = line[len(line.rstrip("\r\n")):]
+    content = line[: len(line) - len(ending)]
+    link = f"[[{topic}|answer]]"
+    block = re.search(r"[ \t]+\^[A-Za-z0-9-]+[ \t]*$", content)
+    if block:
+        content = f"{content[: block.start()]} {link}{content[block.start():]}"
+    else:
+        content = f"{content.rstrip()} {link}"
+    lines[index] = content + ending
+    return "".join(lines)
+
+
+def command_new(args: argparse.Namespace) -> int:
+    project = Project.discover(vault=args.vault)
+    vault = project.vault
+    try:
+        topic = _validate_topic(args.topic)
+    except ValueError as error:
+        return _error(str(error))
+    existing = vault.note_for(topic)
+    if existing is not None:
+        return _error(f"a note named '{topic}' exists already ({existing.path}); kb new never "
+                      "overwrites a note. Pick another name or edit that note")
+
+    question = None
+    snapshot = None
+    new_question_text = None
+    if args.answers:
+        try:
+            question = _find_question(collect_questions(project), args.answers)
+        except LookupError as error:
+            return _error(str(error))
+        if question.answer is not None and question.answer != f"{topic}.md":
+            return _error(f"question {question} already has the answer note '{question.answer}'; "
+                          "edit that note instead")
+        missing = question.answer_missing
+        if question.answer_line is None:
+            snapshot = NoteSnapshot.read(vault.files[question.path])
+            new_question_text = _add_answer_link(snapshot.text, question, topic)
+        elif missing is not None and _note_target(missing).casefold() != topic.casefold():
+            return _error(f"question {question} links its answer to '{missing}'; run kb new "
+                          f"\"{_note_target(missing)}\" or change that link first")
+
+    target = project.vault_dir / f"{topic}.md"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        write_atomically(target, None, answer_template(topic, question).encode("utf-8"))
+    except FileExistsError:
+        return _error(f"{target} exists already; kb new never overwrites a note")
+    print(f"created {target.relative_to(project.root) if target.is_relative_to(project.root) else target}")
+
+    if snapshot is not None and new_question_text is not None:
+        try:
+            write_atomically(snapshot.path, snapshot.data, new_question_text.encode("utf-8"))
+        except ConcurrentChangeError as error:
+            target.unlink()
+            return _error(f"{error} (the new note was removed again)")
+        print(f"linked {question} to [[{topic}|answer]]")
+    elif question is not None:
+        print(f"{question} already links to its answer; left it unchanged")
+    return 0
+
+
+# kb explain -----------------------------------------------------------------------------------
+
+
+def _questions_for(project: Project, note_path: str) -> list[Question]:
+    return [question for question in collect_questions(project) if question.answer == note_path]
+
+
+def _read_from_editor(note_name: str, questions: list[Question]) -> str:
+    editor = os.environ.get("VISUAL") or os.environ.get("EDITOR")
+    if not editor:
+        raise ExplanationError("no editor: set $EDITOR (or $VISUAL), or pass --from FILE or --from -")
+    asked = "\n".join(f"     Question: {question.text}" for question in questions)
+    template = (
+        f"\n\n{_EDITOR_CUT} about \"{note_name}\", in your own words.\n"
+        f"{asked}\n"
+        "     Everything from this comment on is ignored. Save and quit to store the text;\n"
+        "     save it empty to cancel. -->\n"
+    )
+    handle, name = tempfile.mkstemp(prefix="kb-explain-", suffix=".md")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(template)
+        completed = subprocess.run([*shlex.split(editor), name], check=False)
+        if completed.returncode != 0:
+            raise ExplanationError(f"the editor '{editor}' exited with code {completed.returncode}; "
+                                   "nothing was saved")
+        text = Path(name).read_text(encoding="utf-8")
+    finally:
+        os.unlink(name)
+    return text.split(_EDITOR_CUT, 1)[0]
+
+
+def _read_source(source: str) -> str:
+    if source == "-":
+        return sys.stdin.read()
+    try:
+        return Path(source).read_text(encoding="utf-8")
+    except OSError as error:
+        raise ExplanationError(f"cannot read {source} ({error.strerror})") from None
+
+
+def command_explain(args: argparse.Namespace) -> int:
+    project = Project.discover(vault=args.vault)
+    vault = project.vault
+    note = vault.note_for(args.topic)
+    if note is None:
+        hints = vault.suggestions(args.topic)
+        hint = f"; did you mean: {', '.join(hints)}" if hints else ""
+        return _error(f"no note named '{args.topic}'{hint}")
+    try:
+        snapshot = NoteSnapshot.read(vault.files[note.path])
+        if args.source is not None:
+            explanation = _read_source(args.source)
+        else:
+            explanation = _read_from_editor(note.name, _questions_for(project, note.path))
+        state = save_explanation(snapshot, explanation)
+    except ExplanationError as error:
+        return _error(str(error))
+    print(f"saved {state.words} words to {note.path}:{state.line} ({SECTION_TITLE}, {state.date})")
+    return 0
+
+
+# kb quiz --------------------------------------------------------------------------------------
+
+
+def _read_answer(stream: TextIO) -> str:
+    lines: list[str] = []
+    while True:
+        line = stream.readline()
+        if not line or line.rstrip("\r\n") == END_OF_INPUT:
+            break
+        lines.append(line)
+    return "".join(lines)
+
+
+def _heading_line(project: Project, note_path: str, title: str) -> int | None:
+    note = project.vault.notes.get(note_path)
+    if note is None:
+        return None
+    return next((h.line for h in note.headings if h.text.strip().casefold() == title.casefold()), None)
+
+
+def _key_output(notebook: str | None, lines: int = 3) -> list[str]:
+    """Last lines of text the snippet printed in its cached run."""
+    if notebook is None:
+        return []
+    try:
+        import nbformat
+
+        cells = nbformat.read(notebook, as_version=4).cells
+    except (OSError, ValueError, ImportError):
+        return []
+    printed: list[str] = []
+    for cell in cells:
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream" and output.get("name") == "stdout":
+                printed.extend(output.get("text", "").splitlines())
+            elif output.get("output_type") in ("execute_result", "display_data"):
+                printed.extend(output.get("data", {}).get("text/plain", "").splitlines())
+    return [line for line in printed if line.strip()][-lines:]
+
+
+def _show_where_answers_are(project: Project, question: Question) -> None:
+    answer = question.answer
+    reference = _heading_line(project, answer, "Reference explanation")
+    results = _heading_line(project, answer, "Results")
+    print(f"Reference answer: {answer}:{reference or 1} (Reference explanation)")
+    if results is not None:
+        print(f"Key results:      {answer}:{results} (Results)")
+    if not question.snippets:
+        print("Code:             none embedded yet")
+    for snippet in question.snippets:
+        print(f"Code:             {snippet.path} ({snippet.status})")
+        for line in _key_output(snippet.notebook):
+            print(f"    {line}")
+        if snippet.notebook:
+            print(f"    full output: {snippet.notebook}")
+
+
+def command_quiz(args: argparse.Namespace) -> int:
+    project = Project.discover(vault=args.vault)
+    questions = collect_questions(project)
+    try:
+        state = QuizState.load(quiz_path(project.cache_dir))
+    except ValueError as error:
+        return _error(str(error))
+    today = dt.date.today()
+    pick, next_due = pick_question(questions, state, today)
+    if pick is None:
+        if not any(question.answer for question in questions):
+            print("No question has an answer note yet; create one with kb new \"TOPIC\" --answers QUESTION")
+        else:
+            print(f"Nothing to review today. The next review is due {next_due.isoformat() if next_due else 'later'}.")
+        return 0
+
+    question = pick.question
+    if args.dry_run:
+        print(f"Would ask ({pick.reason}): {question.text}")
+        print(f"  from {question}, saved to {question.answer}")
+        return 0
+
+    answer_file = project.vault.files[question.answer]
+    try:
+        snapshot = NoteSnapshot.read(answer_file)
+    except ExplanationError as error:
+        return _error(str(error))
+    print(f"Question ({question}):")
+    print(f"  {question.text}")
+    print()
+    print(f"Explain it in your own words. Finish with a line containing only '{END_OF_INPUT}', or Ctrl-D.")
+    sys.stdout.flush()
+    explanation = _read_answer(sys.stdin)
+    if not explanation.strip():
+        print("Nothing written; nothing saved and the schedule is unchanged.")
+        return 1
+    try:
+        saved = save_explanation(snapshot, explanation, today.isoformat())
+    except ExplanationError as error:
+        return _error(str(error))
+    record = state.record_review(question.key, today)
+    try:
+        state.save()
+    except (ConcurrentChangeError, OSError) as error:
+        return _error(f"the explanation was saved, but the schedule was not: {error}")
+    print()
+    print(f"Saved {saved.words} words to {question.answer}:{saved.line}. "
+          f"Next review of this question: {record['due']}.")
+    _show_where_answers_are(project, question)
+    return 0

@@ -1,0 +1,531 @@
+"""Open questions in the notes, their answer notes, and how far each answer has come.
+
+Detection rule. A question is one of these, found outside front matter, code, math, HTML and
+``%%`` comments, block quotes and callouts:
+
+- a paragraph, list item or heading with a sentence that ends in ``?``: the ``?`` follows a
+  word of the same sentence and is followed by a space, closing punctuation or the end of the
+  block. Links, bare URLs, tags and block ids are taken out first, so a ``?`` inside
+  ``[[Why?]]`` or ``https://x.org/?q=1`` does not count;
+- an open task, ``- [ ] ...`` (a checked task ``- [x]`` is done and never counts);
+- a paragraph, list item or heading tagged ``#question`` (or ``#question/...``).
+
+Notes with an ``answers:`` property are answer notes: there only open tasks and ``#question``
+tags count, because their prose asks rhetorical questions. kb's own manual, the vault folder
+``kb/``, is skipped.
+
+Each question records where it is (path and 1-based line), its text, its block id, and its
+answer note: the note whose ``answers:`` property links to the question's block
+(``answers: ["[[Notes#^q-id]]"]``), or else the target of a link shown as ``answer`` on the
+question's lines (``[[Cold diffusion|answer]]``). Its code status comes from the runner's cached
+results for the ``.py`` snippets the answer note embeds (``![[ddpm.py]]``): ``passed`` when all
+passed, ``failed`` when one failed, ``not run`` when one has no result for its current code,
+``no code`` when the answer embeds none. Its own-words status comes from
+:mod:`kb.own_words`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kb.model import Note, Problem
+from kb.own_words import OwnWords, read_own_words
+from kb.parse import blank, mask_code
+from kb.project import Project
+
+__all__ = [
+    "Question",
+    "SnippetStatus",
+    "check_problems",
+    "collect_questions",
+    "detect_questions",
+    "progress_markdown",
+    "questions_page_markdown",
+]
+
+SKIPPED_FOLDERS = ("kb",)
+"""Vault folders never searched for questions: kb's own manual pages."""
+QUESTION_TAG = "question"
+ANSWER_DISPLAY = "answer"
+
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_QUOTE = re.compile(r"^[ \t]{0,3}>")
+_HEADING = re.compile(r"^[ ]{0,3}(#{1,6})(?:[ \t]+|$)")
+_LIST_ITEM = re.compile(r"^(?P<indent>[ \t]*)(?P<bullet>[-+*]|\d{1,9}[.)])(?:[ \t]+|$)")
+_TASK = re.compile(r"^[ \t]*(?:[-+*]|\d{1,9}[.)])[ \t]+\[(?P<state>.)\](?:[ \t]|$)")
+_RULE = re.compile(r"^[ ]{0,3}(?:(?:-[ \t]*){3,}|(?:\*[ \t]*){3,}|(?:_[ \t]*){3,})$")
+_COMMENT = re.compile(r"<!--.*?-->|%%.*?%%", re.DOTALL)
+_WIKILINK = re.compile(r"!?\[\[(?:[^\[\]\n]|\[(?!\[)|\](?!\]))*?\]\]")
+_MDLINK = re.compile(r"!?\[(?:[^\[\]\n]|\[[^\[\]\n]*\])*\]\([^()\n]*(?:\([^()\n]*\)[^()\n]*)*\)")
+_URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://\S+|\bwww\.\S+")
+_TAG = re.compile(r"(?:(?<=\s)|^)#[\w\-/]+")
+_BLOCK_ID = re.compile(r"(?:^|(?<=[ \t]))\^[A-Za-z0-9-]+[ \t]*$", re.MULTILINE)
+# A "?" that ends a sentence: followed by space, closing punctuation or the end.
+_QUESTION_MARK = re.compile(r"\?+(?=[\s)\]\"'*_»”’.,;:!]|$)")
+_SENTENCE_END = re.compile(r"[.!?](?=\s)")
+
+
+# Detection -----------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Block:
+    kind: str
+    """``heading``, ``item`` or ``paragraph``."""
+    first: int
+    """1-based first and last line."""
+    last: int
+
+
+def _blocks(masked_lines: list[str]) -> list[_Block]:
+    """Group lines into headings, list items and paragraphs; quotes, tables and rules are left out."""
+    blocks: list[_Block] = []
+    current: _Block | None = None
+    in_quote = False
+    for number, line in enumerate(masked_lines, 1):
+        if not line.strip():
+            current = None
+            in_quote = False
+            continue
+        if in_quote or _QUOTE.match(line):
+            # A quote lasts until a blank line, lazy continuation lines included.
+            in_quote = True
+            current = None
+            continue
+        if _HEADING.match(line):
+            blocks.append(_Block("heading", number, number))
+            current = None
+            continue
+        if line.lstrip().startswith("|") or _RULE.match(line):
+            current = None
+            continue
+        if _LIST_ITEM.match(line):
+            current = _Block("item", number, number)
+            blocks.append(current)
+            continue
+        if current is None:
+            current = _Block("paragraph", number, number)
+            blocks.append(current)
+        else:
+            current.last = number
+    return blocks
+
+
+def _strip_markup(text: str) -> str:
+    """Replace links, URLs and tags with placeholders that carry no ``?``; drop block ids."""
+    text = _WIKILINK.sub(" link ", text)
+    text = _MDLINK.sub(" link ", text)
+    text = _URL.sub(" link ", text)
+    text = _TAG.sub(" ", text)
+    return _BLOCK_ID.sub("", text)
+
+
+def asks_question(text: str) -> bool:
+    """Return whether ``text`` (code and math already blanked) has a sentence ending in ``?``."""
+    cleaned = _strip_markup(text)
+    for match in _QUESTION_MARK.finditer(cleaned):
+        sentence_start = 0
+        for end in _SENTENCE_END.finditer(cleaned, 0, match.start()):
+            sentence_start = end.end()
+        if re.search(r"\w", cleaned[sentence_start : match.start()]):
+            return True
+    return False
+
+
+def _display_text(raw: str, kind: str) -> str:
+    """Render the question as a reader sees it: links as their text, no answer links or tags."""
+
+    def wikilink(match: re.Match[str]) -> str:
+        inner = match.group()[match.group().index("[[") + 2 : -2]
+        target, _, display = inner.partition("|")
+        if display.strip().casefold() == ANSWER_DISPLAY:
+            return ""
+        return (display or target.split("#")[0] or target).strip()
+
+    def mdlink(match: re.Match[str]) -> str:
+        raw_link = match.group()
+        label = raw_link[raw_link.index("[") + 1 : raw_link.index("](")]
+        return "" if label.strip().casefold() == ANSWER_DISPLAY else label
+
+    text = _COMMENT.sub(" ", raw)
+    text = _BLOCK_ID.sub("", text)
+    text = _WIKILINK.sub(wikilink, text)
+    text = _MDLINK.sub(mdlink, text)
+    text = re.sub(r"(?:(?<=\s)|^)#" + QUESTION_TAG + r"(?:/[\w\-/]*)?(?=\s|$)", " ", text)
+    if kind == "heading":
+        text = _HEADING.sub("", text.lstrip())
+        text = re.sub(r"[ \t]+#+[ \t]*$", "", text)
+    elif kind == "item":
+        text = _TASK.sub("", text) if _TASK.match(text) else _LIST_ITEM.sub("", text)
+    return " ".join(text.split())
+
+
+@dataclass(slots=True)
+class SnippetStatus:
+    """Last result of one snippet an answer note embeds."""
+
+    path: str
+    """Vault path, e.g. ``snippets/ddpm.py``."""
+    status: str
+    """``passed``, ``failed``, ``not run`` or ``missing`` (embedded but no such file)."""
+    line: int
+    """Line of the embed in the answer note."""
+    detail: str | None = None
+    notebook: str | None = None
+    """Executed notebook with the outputs of the last run, when the runner kept one."""
+
+
+@dataclass(slots=True)
+class Question:
+    path: str
+    line: int
+    text: str
+    kind: str
+    """``question`` (a sentence ending in ``?``), ``task`` (open task) or ``tag`` (``#question``)."""
+    last_line: int = 0
+    block_id: str | None = None
+    answer: str | None = None
+    """Vault path of the answer note, when it exists."""
+    answer_link: str | None = None
+    """Source of the answer: ``answers property`` or ``answer link``."""
+    answer_missing: str | None = None
+    """Note an answer link points to that does not exist yet."""
+    answer_line: int | None = None
+    """Line of the answer link on the question, when there is one."""
+    code: str = "no code"
+    snippets: list[SnippetStatus] = field(default_factory=list)
+    own_words: OwnWords = field(default_factory=lambda: OwnWords("missing"))
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}"
+
+    @property
+    def key(self) -> str:
+        """Stable identity across edits: the block id when there is one, else the text."""
+        return f"{self.path}#^{self.block_id}" if self.block_id else f"{self.path}#{self.text}"
+
+    @property
+    def state(self) -> str:
+        """``open`` (no answer note), ``needs code``, ``needs own words`` or ``done``."""
+        if self.answer is None:
+            return "open"
+        if self.code != "passed":
+            return "needs code"
+        if self.own_words.state != "written":
+            return "needs own words"
+        return "done"
+
+    def record(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["state"] = self.state
+        data["key"] = self.key
+        return data
+
+
+def detect_questions(note: Note) -> list[Question]:
+    """Find the questions of one note (see the module docstring for the rule)."""
+    if note.folder.split("/")[0] in SKIPPED_FOLDERS:
+        return []
+    answer_note = "answers" in note.frontmatter
+    masked = _COMMENT.sub(lambda match: blank(match.group()), mask_code(note.text))
+    masked_lines = _LINE_BREAK.split(masked)
+    text_lines = _LINE_BREAK.split(note.text)
+    tagged = {
+        tag.line for tag in note.tags
+        if tag.origin == "inline" and (tag.name == QUESTION_TAG or tag.name.startswith(QUESTION_TAG + "/"))
+    }
+
+    questions: list[Question] = []
+    for block in _blocks(masked_lines):
+        if block.first < note.body_line:
+            continue
+        lines = range(block.first, block.last + 1)
+        masked_text = "\n".join(masked_lines[number - 1] for number in lines)
+        task = _TASK.match(masked_lines[block.first - 1]) if block.kind == "item" else None
+        if task and task.group("state") != " ":
+            continue  # a checked task is done
+        if any(number in tagged for number in lines):
+            kind = "tag"
+        elif task:
+            kind = "task"
+        elif not answer_note and asks_question(masked_text):
+            kind = "question"
+        else:
+            continue
+        raw = "\n".join(text_lines[number - 1] for number in lines)
+        block_id = next(
+            (b.id for b in note.blocks if block.first <= b.line <= block.last), None
+        )
+        questions.append(
+            Question(note.path, block.first, _display_text(raw, block.kind), kind, block.last, block_id)
+        )
+    return questions
+
+
+# Answers and their status ------------------------------------------------------------------
+
+
+def _answers_index(project: Project) -> dict[tuple[str, str], str]:
+    """Map (question note, block id) to the answer note whose ``answers:`` property links it."""
+    index: dict[tuple[str, str], str] = {}
+    vault = project.vault
+    for path in sorted(vault.notes):
+        for link in vault.notes[path].links:
+            if link.property == "answers" and link.target and link.block:
+                index.setdefault((link.target, link.block), path)
+    return index
+
+
+def _answer_link(note: Note, question: Question):
+    for link in note.links:
+        if link.syntax == "property" or not (question.line <= link.line <= question.last_line):
+            continue
+        if (link.display or "").strip().casefold() == ANSWER_DISPLAY:
+            return link
+    return None
+
+
+def _file_modified(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        return dt.date.fromtimestamp(path.stat().st_mtime).isoformat()
+    except OSError:
+        return None
+
+
+def _snippet_statuses(project: Project, answer: Note) -> list[SnippetStatus]:
+    vault = project.vault
+    embeds = [
+        link for link in answer.links
+        if link.kind == "embed" and (link.target or link.target_text).lower().endswith(".py")
+    ]
+    if not embeds:
+        return []
+    try:
+        from kb.runner import Runner
+        from kb.snippets import SnippetError, read_snippet
+    except ImportError as error:
+        return [SnippetStatus(link.target or link.target_text, "not run", link.line,
+                              f"the runner is not available ({error})") for link in embeds]
+
+    runner = Runner(project.root, cache_dir=project.cache_dir,
+                    trusted_dirs=[project.snippets_dir, project.vault_dir])
+    statuses: list[SnippetStatus] = []
+    for link in embeds:
+        if link.target is None or link.target not in vault.files:
+            statuses.append(SnippetStatus(link.target_text, "missing", link.line,
+                                          f"no snippet named '{link.target_text}'"))
+            continue
+        try:
+            unit = read_snippet(vault.files[link.target], project.root)
+            result = runner.result_for(unit)
+        except (SnippetError, OSError, ValueError) as error:
+            statuses.append(SnippetStatus(link.target, "failed", link.line, str(error)))
+            continue
+        if result is None:
+            statuses.append(SnippetStatus(link.target, "not run", link.line,
+                                          "no result for its current code; run kb run"))
+        elif result.status == "passed":
+            notebook = str(result.notebook) if result.notebook else None
+            statuses.append(SnippetStatus(link.target, "passed", link.line, notebook=notebook))
+        elif result.status == "skipped":
+            statuses.append(SnippetStatus(link.target, "not run", link.line, result.error))
+        else:
+            statuses.append(SnippetStatus(link.target, "failed", link.line,
+                                          f"{result.status}: {result.error}"))
+    return statuses
+
+
+def _code_status(snippets: list[SnippetStatus]) -> str:
+    present = [snippet for snippet in snippets if snippet.status != "missing"]
+    if not present:
+        return "no code"
+    if any(snippet.status == "failed" for snippet in present):
+        return "failed"
+    if any(snippet.status == "not run" for snippet in present):
+        return "not run"
+    return "passed"
+
+
+def collect_questions(project: Project) -> list[Question]:
+    """Find every question of the vault with its answer note, code and own-words status."""
+    vault = project.vault
+    answers = _answers_index(project)
+    questions: list[Question] = []
+    answer_cache: dict[str, tuple[list[SnippetStatus], OwnWords]] = {}
+    for path in sorted(vault.notes):
+        note = vault.notes[path]
+        for question in detect_questions(note):
+            link = _answer_link(note, question)
+            if link is not None:
+                question.answer_line = link.line
+            answer_path = answers.get((path, question.block_id)) if question.block_id else None
+            if answer_path is not None:
+                question.answer, question.answer_link = answer_path, "answers property"
+            elif link is not None and link.target in vault.notes:
+                question.answer, question.answer_link = link.target, "answer link"
+            elif link is not None:
+                question.answer_link = "answer link"
+                question.answer_missing = link.would_create or link.target or link.target_text
+            if question.answer is not None:
+                if question.answer not in answer_cache:
+                    answer = vault.notes[question.answer]
+                    modified = _file_modified(vault.files.get(question.answer))
+                    answer_cache[question.answer] = (
+                        _snippet_statuses(project, answer), read_own_words(answer.text, modified)
+                    )
+                question.snippets, question.own_words = answer_cache[question.answer]
+                question.code = _code_status(question.snippets)
+            questions.append(question)
+    return questions
+
+
+# kb check ----------------------------------------------------------------------------------
+
+
+def check_problems(project: Project, args: Any = None) -> list[Problem]:
+    """Problems for ``kb check``: unanswered questions, answers without passing code, own words.
+
+    A missing explanation is ``info``, or an ``error`` when ``args.require_own_words`` is set.
+    """
+    require_own_words = bool(getattr(args, "require_own_words", False))
+    problems: list[Problem] = []
+    vault = project.vault
+    for question in collect_questions(project):
+        short = _shorten(question.text, 60)
+        if question.answer is None:
+            if question.answer_missing:
+                message = (f"question '{short}' links to the answer note '{question.answer_missing}', "
+                           "which does not exist; create it with kb new")
+            else:
+                message = (f"question '{short}' has no answer note; create one with "
+                           f"kb new \"TOPIC\" --answers {question.block_id or repr(question.text[:40])}")
+            problems.append(Problem(question.path, question.line, "error", "question-unanswered", message))
+            continue
+        answer = vault.notes[question.answer]
+        code_line = next((h.line for h in answer.headings if h.text.strip().casefold() == "code"), None)
+        if not question.snippets:
+            problems.append(Problem(
+                question.answer, code_line, "error", "answer-without-code",
+                f"answer to '{short}' embeds no runnable snippet; add one under '## Code' "
+                "as ![[name.py]] with the file in snippets/",
+            ))
+        for snippet in question.snippets:
+            if snippet.status == "failed":
+                problems.append(Problem(
+                    question.answer, snippet.line, "error", "snippet-failed",
+                    f"snippet {snippet.path} failed ({snippet.detail}); fix it and run kb run",
+                ))
+            elif snippet.status == "missing":
+                problems.append(Problem(
+                    question.answer, snippet.line, "error", "answer-without-code",
+                    f"embedded snippet '{snippet.path}' does not exist; add it to snippets/ or "
+                    "fix the embed",
+                ))
+            elif snippet.status == "not run":
+                problems.append(Problem(
+                    question.answer, snippet.line, "info", "snippet-not-run",
+                    f"snippet {snippet.path} has no result yet ({snippet.detail})",
+                ))
+        if question.own_words.state != "written":
+            where = "has no '## In my own words' section" if question.own_words.state == "missing" \
+                else "has no explanation in your own words yet"
+            problems.append(Problem(
+                question.answer, question.own_words.line,
+                "error" if require_own_words else "info", "own-words-missing",
+                f"answer to '{short}' {where}; write one with kb explain \"{Path(question.answer).stem}\"",
+            ))
+    seen: set[tuple[str, int | None, str, str]] = set()
+    unique = []
+    for problem in problems:
+        identity = (problem.path, problem.line, problem.code, problem.message)
+        if identity not in seen:
+            seen.add(identity)
+            unique.append(problem)
+    return unique
+
+
+def _shorten(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1].rstrip() + "…"
+
+
+# Site pages ---------------------------------------------------------------------------------
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|#])")
+
+
+def escape_text(text: str) -> str:
+    """Escape HTML and Markdown emphasis, link and table characters in plain text."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", html.escape(text, quote=False))
+
+
+def _badge(kind: str, label: str, value: str) -> str:
+    css = re.sub(r"[^a-z]+", "-", value.lower()).strip("-")
+    return f'<span class="kb-badge kb-badge-{kind} kb-badge-{css}">{label}: {html.escape(value)}</span>'
+
+
+def _note_target(path: str) -> str:
+    return path[:-3] if path.lower().endswith(".md") else path
+
+
+def _counts(questions: list[Question]) -> tuple[int, int, int]:
+    passing = sum(question.code == "passed" for question in questions)
+    explained = sum(question.own_words.state == "written" for question in questions)
+    return passing, explained, len(questions)
+
+
+def progress_markdown(project: Project, questions: list[Question] | None = None) -> str:
+    """Return one line of progress over all questions of the vault."""
+    questions = collect_questions(project) if questions is None else questions
+    passing, explained, total = _counts(questions)
+    return (f"Answered with passing code {passing} of {total}, "
+            f"explained in own words {explained} of {total}.")
+
+
+def questions_page_markdown(project: Project) -> str:
+    """Markdown of the questions page: every question by source note, with status badges.
+
+    Links are wikilinks (``[[Cold diffusion#In my own words|...]]``) for the site plugin to
+    resolve; question text is escaped, so HTML in a note shows as text.
+    """
+    questions = collect_questions(project)
+    out = ["# Questions", "", progress_markdown(project, questions), ""]
+    if not questions:
+        out += ["No questions found. Tag one with `#question`, end a sentence with `?`, or "
+                "write an open task `- [ ]`.", ""]
+    by_note: dict[str, list[Question]] = {}
+    for question in questions:
+        by_note.setdefault(question.path, []).append(question)
+    for path, group in by_note.items():
+        target = _note_target(path)
+        out += [f"## [[{target}|{escape_text(Path(target).name)}]]", ""]
+        for question in group:
+            anchor = f"[[{target}#^{question.block_id}|line {question.line}]]" if question.block_id \
+                else f"line {question.line}"
+            out.append(f"- **{escape_text(question.text)}** ({anchor})")
+            out.append(f"    - {_answer_line(question)}")
+            out.append("")
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+def _answer_line(question: Question) -> str:
+    if question.answer is None:
+        hint = f" (the link points to '{escape_text(question.answer_missing)}', not written yet)" \
+            if question.answer_missing else ""
+        return f"{_badge('answer', 'answer', 'open')} no answer note yet{hint}"
+    answer = _note_target(question.answer)
+    words = question.own_words
+    own = "written" if words.state == "written" else "not written"
+    detail = f" ({words.words} words, {words.date})" if words.state == "written" and words.date else ""
+    parts = [
+        f"answer: [[{answer}|{escape_text(Path(answer).name)}]]",
+        f"{_badge('code', 'code', question.code)} [[{answer}#Code|code]]",
+        f"{_badge('own-words', 'own words', own)}{detail} [[{answer}#In my own words|own words]]",
+    ]
+    return " · ".join(parts)
