@@ -321,7 +321,11 @@ class Runner:
         job_dir = Path(tempfile.mkdtemp(prefix="kb-run-"))
         profile = job_dir / "ipython" / "profile_default"
         (profile / "startup").mkdir(parents=True)
-        (profile / "ipython_kernel_config.py").write_text(KERNEL_CONFIG, encoding="utf-8")
+        # As under `python snippet.py`, __file__ names the file being run: the snippet or note.
+        # Startup files cannot set it because IPython restores __file__ after each of them.
+        define_file = f"__file__ = {str(unit.path)!r}"
+        config = KERNEL_CONFIG + f"c.InteractiveShellApp.exec_lines = [{define_file!r}]\n"
+        (profile / "ipython_kernel_config.py").write_text(config, encoding="utf-8")
         (profile / "startup" / "00-kb-offline.py").write_text(OFFLINE_STARTUP, encoding="utf-8")
         (job_dir / "runtime").mkdir()
         nbformat.write(_build_notebook(unit), job_dir / "input.ipynb")
@@ -345,6 +349,9 @@ class Runner:
         env["JUPYTER_PLATFORM_DIRS"] = "1"
         env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
         env.pop("MPLBACKEND", None)  # the kernel's inline backend captures figures as PNG
+        if self.jobs > 1 and "OMP_NUM_THREADS" not in env:
+            # Parallel kernels share the cores instead of each starting one thread per core.
+            env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // self.jobs))
         return env
 
     def _log_execution(self, unit: RunUnit, key: str, pid: int) -> None:
@@ -491,9 +498,9 @@ class Runner:
         evalue = record.get("evalue") or ""
         summary = f"{ename}: {evalue}".strip().rstrip(":")
         if result.status == "missing-dependency":
-            summary = f"{summary} (install {result.missing_package})"
+            summary = f"{summary}; install {result.missing_package}"
         elif result.status == "fragment":
-            summary = f"{summary} (fragment: not complete code on its own)"
+            summary = f"{summary}; the fence is not complete code on its own"
         result.error = summary.splitlines()[0] if summary else ename
         result.traceback = self._remap_traceback(unit, record.get("traceback") or "", execution_counts)
         return result

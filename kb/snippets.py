@@ -37,6 +37,7 @@ import jupytext
 
 if TYPE_CHECKING:
     from kb.model import CodeBlock, Note
+    from kb.vault import Vault
 
 __all__ = [
     "Cell",
@@ -45,7 +46,10 @@ __all__ = [
     "SnippetError",
     "SnippetHeader",
     "parse_header",
+    "note_units",
     "read_snippet",
+    "snippet_files",
+    "snippet_units",
     "units_from_note",
 ]
 
@@ -245,6 +249,25 @@ def units_from_note(note: Note, note_path: Path, label: str | None = None) -> li
             skip_reason=skip_reason,
         )
         units.append(previous)
+    return units
+
+
+def snippet_files(snippets_dir: Path) -> list[Path]:
+    """Return the snippet files of a folder: ``*.py`` at its top level, minus ``_private.py``."""
+    if not snippets_dir.is_dir():
+        return []
+    return sorted(p for p in snippets_dir.glob("*.py") if not p.name.startswith("_"))
+
+
+def snippet_units(snippets_dir: Path, root: Path) -> list[RunUnit]:
+    return [read_snippet(path, root) for path in snippet_files(snippets_dir)]
+
+
+def note_units(vault: Vault) -> list[RunUnit]:
+    """Return the units of every note in ``vault``, labelled with vault-relative paths."""
+    units: list[RunUnit] = []
+    for path in sorted(vault.notes):
+        units.extend(units_from_note(vault.notes[path], vault.files[path], label=path))
     return units
 
 
