@@ -3,9 +3,9 @@
 Detection rule. A question is one of these, found outside front matter, code, math, HTML and
 ``%%`` comments, block quotes and callouts:
 
-- a paragraph, list item or heading with a sentence that ends in ``?``: the ``?`` follows a
-  word of the same sentence and is followed by a space, closing punctuation or the end of the
-  block. Links, bare URLs, tags and block ids are taken out first, so a ``?`` inside
+- a paragraph, list item or heading with a sentence that ends in ``?``: the ``?`` comes right
+  after a word, code span or closing punctuation, and before a space, closing punctuation or
+  the end of the block. Links, bare URLs, tags and block ids are taken out first, so a ``?`` inside
   ``[[Why?]]`` or ``https://x.org/?q=1`` does not count;
 - an open task, ``- [ ] ...`` (a checked task ``- [x]`` is done and never counts);
 - a paragraph, list item or heading tagged ``#question`` (or ``#question/...``).
@@ -65,9 +65,9 @@ _MDLINK = re.compile(r"!?\[(?:[^\[\]\n]|\[[^\[\]\n]*\])*\]\([^()\n]*(?:\([^()\n]
 _URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://\S+|\bwww\.\S+")
 _TAG = re.compile(r"(?:(?<=\s)|^)#[\w\-/]+")
 _BLOCK_ID = re.compile(r"(?:^|(?<=[ \t]))\^[A-Za-z0-9-]+[ \t]*$", re.MULTILINE)
-# A "?" that ends a sentence: followed by space, closing punctuation or the end.
-_QUESTION_MARK = re.compile(r"\?+(?=[\s)\]\"'*_»”’.,;:!]|$)")
-_SENTENCE_END = re.compile(r"[.!?](?=\s)")
+# A "?" that ends a sentence: right after a word or closing punctuation, and followed by
+# space, closing punctuation or the end.
+_QUESTION_MARK = re.compile(r"(?<=[\w)\]\"'*_»”’])\?+(?=[\s)\]\"'*_»”’.,;:!]|$)")
 
 
 # Detection -----------------------------------------------------------------------------------
@@ -117,24 +117,29 @@ def _blocks(masked_lines: list[str]) -> list[_Block]:
 
 
 def _strip_markup(text: str) -> str:
-    """Replace links, URLs and tags with placeholders that carry no ``?``; drop block ids."""
-    text = _WIKILINK.sub(" link ", text)
-    text = _MDLINK.sub(" link ", text)
-    text = _URL.sub(" link ", text)
+    """Replace links and URLs with a word that has no ``?``; drop tags and block ids."""
+    text = _WIKILINK.sub(" link", text)
+    text = _MDLINK.sub(" link", text)
+    text = _URL.sub(" link", text)
     text = _TAG.sub(" ", text)
     return _BLOCK_ID.sub("", text)
 
 
 def asks_question(text: str) -> bool:
-    """Return whether ``text`` (code and math already blanked) has a sentence ending in ``?``."""
-    cleaned = _strip_markup(text)
-    for match in _QUESTION_MARK.finditer(cleaned):
-        sentence_start = 0
-        for end in _SENTENCE_END.finditer(cleaned, 0, match.start()):
-            sentence_start = end.end()
-        if re.search(r"\w", cleaned[sentence_start : match.start()]):
-            return True
-    return False
+    """Return whether ``text`` has a sentence ending in ``?``.
+
+    Code spans and math must already be replaced by other non-space characters, so that
+    ``Why `x`?`` still ends in a question mark right after its last word.
+    """
+    return bool(_QUESTION_MARK.search(_strip_markup(text)))
+
+
+def _fill_masked(text: str, masked: str) -> str:
+    """Fill what ``mask_code`` blanked inside lines with ``x``, so the blanked span stays a word."""
+    return "".join(
+        "x" if blanked == " " and not original.isspace() else blanked
+        for original, blanked in zip(text, masked)
+    )
 
 
 def _display_text(raw: str, kind: str) -> str:
@@ -157,6 +162,7 @@ def _display_text(raw: str, kind: str) -> str:
     text = _WIKILINK.sub(wikilink, text)
     text = _MDLINK.sub(mdlink, text)
     text = re.sub(r"(?:(?<=\s)|^)#" + QUESTION_TAG + r"(?:/[\w\-/]*)?(?=\s|$)", " ", text)
+    text = re.sub(r"(?:(?<=\s)|^)(?:#[\w\-/]+\s*)+$", "", text)  # trailing tags
     if kind == "heading":
         text = _HEADING.sub("", text.lstrip())
         text = re.sub(r"[ \t]+#+[ \t]*$", "", text)
@@ -234,6 +240,7 @@ def detect_questions(note: Note) -> list[Question]:
     answer_note = "answers" in note.frontmatter
     masked = _COMMENT.sub(lambda match: blank(match.group()), mask_code(note.text))
     masked_lines = _LINE_BREAK.split(masked)
+    filled_lines = _LINE_BREAK.split(_fill_masked(note.text, masked))
     text_lines = _LINE_BREAK.split(note.text)
     tagged = {
         tag.line for tag in note.tags
@@ -245,7 +252,7 @@ def detect_questions(note: Note) -> list[Question]:
         if block.first < note.body_line:
             continue
         lines = range(block.first, block.last + 1)
-        masked_text = "\n".join(masked_lines[number - 1] for number in lines)
+        filled_text = "\n".join(filled_lines[number - 1] for number in lines)
         task = _TASK.match(masked_lines[block.first - 1]) if block.kind == "item" else None
         if task and task.group("state") != " ":
             continue  # a checked task is done
@@ -253,7 +260,7 @@ def detect_questions(note: Note) -> list[Question]:
             kind = "tag"
         elif task:
             kind = "task"
-        elif not answer_note and asks_question(masked_text):
+        elif not answer_note and asks_question(filled_text):
             kind = "question"
         else:
             continue

@@ -1,0 +1,443 @@
+"""Question detection, answer notes, code and own-words status, kb check, kb new and site pages."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kb.cli import main
+from kb.model import Note
+from kb.parse import parse_note
+from kb.project import Project
+from kb.questions import (
+    asks_question,
+    check_problems,
+    collect_questions,
+    detect_questions,
+    escape_text,
+    progress_markdown,
+    questions_page_markdown,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+PERSON_NOTE = "Technical and general notes.md"
+
+
+def _note(text: str, path: str = "Note.md") -> Note:
+    return parse_note(text, path)
+
+
+def _texts(text: str, path: str = "Note.md") -> list[str]:
+    return [question.text for question in detect_questions(_note(text, path))]
+
+
+# Detection rule ------------------------------------------------------------------------------
+
+DETECTION_CASES = [
+    # (note text, expected question texts)
+    ("How do transformers work?\n", ["How do transformers work?"]),
+    ("Is it? Yes.\n", ["Is it? Yes."]),
+    ("Why now?) said nobody\n", ["Why now?) said nobody"]),
+    ("## Why does it converge?\n", ["Why does it converge?"]),
+    ("- What is a score?\n", ["What is a score?"]),
+    ("1. Which noise schedule?\n", ["Which noise schedule?"]),
+    ("- [ ] Read the DDPM paper\n", ["Read the DDPM paper"]),
+    ("* [ ] Derive the ELBO\n", ["Derive the ELBO"]),
+    ("- [x] Why was this done?\n", []),
+    ("- [X] Read it\n", []),
+    ("Analyze linear attention #question\n", ["Analyze linear attention"]),
+    ("Study this #question/later ^q-a\n", ["Study this"]),
+    ("What is [[attention]]?\n", ["What is attention?"]),
+    ("Why `x`?\n", ["Why `x`?"]),
+    ("Is $x$?\n", ["Is $x$?"]),
+    ("What is [text](Note.md)?\n", ["What is text?"]),
+    ("How does it work? [[Answer note|answer]] ^q-b\n", ["How does it work?"]),
+    ("How does it work? #todo\n", ["How does it work?"]),
+    # look-alikes that are not questions
+    ("A plain statement.\n", []),
+    ("See [[Why?]] for more.\n", []),
+    ("See [why?](Why.md) here.\n", []),
+    ("Go to https://example.org/search?q=1 now.\n", []),
+    ("Go to https://example.org/what? now.\n", []),
+    ("Use `x ? y : z` in C.\n", []),
+    ("Inline code `is it?` only.\n", []),
+    ("```python\nwhy = 'is this?'\n```\n", []),
+    ("~~~\nHow?\n~~~\n", []),
+    ("    indented code, why?\n", []),
+    ("Math $p(x)?$ only.\n", []),
+    ("$$\nP(A)?\n$$\n", []),
+    ("> Is this a quote?\n", []),
+    ("> [!question] Is this a callout?\n> Body?\n", []),
+    ("> quoted\nlazy continuation?\n", []),
+    ("<!-- Is this hidden? -->\n", []),
+    ("%% Is this a comment? %%\n", []),
+    ("| Why? | Because |\n|---|---|\n", []),
+    ("---\ntitle: Why?\n---\nBody.\n", []),
+    ("A lone ? mark.\n", []),
+    ("Tag #question-mark is not the question tag.\n", []),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), DETECTION_CASES)
+def test_detection_rule(text: str, expected: list[str]) -> None:
+    assert _texts(text) == expected
+
+
+def test_question_kinds_and_lines() -> None:
+    note = _note("Intro.\n\nWhy?\n\n- [ ] Task\n\nStudy #question\n")
+    found = [(q.line, q.kind) for q in detect_questions(note)]
+    assert found == [(3, "question"), (5, "task"), (7, "tag")]
+
+
+def test_multiline_paragraph_is_one_question() -> None:
+    note = _note("First line of it\nsecond line ends here? ^q-two\n")
+    [question] = detect_questions(note)
+    assert question.line == 1
+    assert question.last_line == 2
+    assert question.block_id == "q-two"
+    assert question.text == "First line of it second line ends here?"
+
+
+def test_answer_notes_count_only_tags_and_tasks() -> None:
+    text = "---\nanswers: []\n---\nWhy does it work? Because.\n\n- [ ] Check it\n\nMore #question\n"
+    assert _texts(text) == ["Check it", "More"]
+
+
+def test_manual_folder_is_skipped() -> None:
+    assert _texts("How does kb work?\n", path="kb/Manual.md") == []
+
+
+def test_crlf_note_lines() -> None:
+    note = _note("Intro\r\n\r\nWhy?\r\n")
+    assert [(q.line, q.text) for q in detect_questions(note)] == [(3, "Why?")]
+
+
+def test_asks_question_needs_a_word() -> None:
+    assert asks_question("Really?")
+    assert asks_question("(really?)")
+    assert not asks_question("?")
+    assert not asks_question("(?)")
+    assert not asks_question("What ? no")
+
+
+# The person's note ---------------------------------------------------------------------------
+
+
+def _make_project(tmp_path: Path, with_person_note: bool = True) -> Path:
+    (tmp_path / "mkdocs.yml").write_text("site_name: test\ndocs_dir: docs\n", encoding="utf-8")
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "snippets").mkdir()
+    if with_person_note:
+        shutil.copyfile(REPO / "docs" / PERSON_NOTE, tmp_path / "docs" / PERSON_NOTE)
+    return tmp_path
+
+
+PERSON_QUESTIONS = {
+    "q-why-implement": ("tag", "Why implement it yourself.md"),
+    "q-linear-attention": ("tag", "Linear attention.md"),
+    "q-continuous-time": ("question", "Continuous-time diffusion.md"),
+    "q-transformers": ("question", "Transformers.md"),
+    "q-elucidated": ("question", "Elucidated diffusion.md"),
+    "q-cross-attention": ("question", "Cross-attention.md"),
+    "q-cold-diffusion": ("question", "Cold diffusion.md"),
+    "q-hidden-state": ("question", "Diffusion with a hidden state.md"),
+    "q-unet-attention": ("question", "Attention in the U-Net.md"),
+    "q-why-dot-product": ("question", "Why dot-product attention.md"),
+}
+
+
+def test_person_note_has_ten_questions(tmp_path: Path) -> None:
+    project = Project.discover(_make_project(tmp_path))
+    questions = collect_questions(project)
+    assert len(questions) == 10
+    found = {q.block_id: (q.kind, q.answer_missing) for q in questions}
+    assert found == PERSON_QUESTIONS
+    assert all(q.path == PERSON_NOTE for q in questions)
+    assert all(q.state == "open" for q in questions)
+
+
+def test_person_study_tasks_found_by_tag(tmp_path: Path) -> None:
+    project = Project.discover(_make_project(tmp_path))
+    tagged = [q for q in collect_questions(project) if q.kind == "tag"]
+    assert [q.line for q in tagged] == [3, 6]
+    assert tagged[0].text.startswith("Why implement yourself, instead of writing code")
+
+
+def test_person_note_advice_is_not_a_question(tmp_path: Path) -> None:
+    project = Project.discover(_make_project(tmp_path))
+    texts = " ".join(q.text for q in collect_questions(project))
+    assert "Writing tasks down" not in texts
+    assert "own words" not in texts
+
+
+# Answers, code status and own words ------------------------------------------------------------
+
+ANSWER = """---
+answers: ["[[Technical and general notes#^q-cold-diffusion]]"]
+---
+
+> [!question] How do cold diffusion models work?
+
+## In my own words
+
+> [!prompt] Explain it.
+
+## Reference explanation
+
+Text.
+
+## Code
+
+![[cold.py]]
+
+## Results
+"""
+
+
+def _store_result(root: Path, snippet: str, status: str) -> None:
+    from kb.run_cache import ResultCache, cache_key
+    from kb.snippets import read_snippet
+
+    unit = read_snippet(root / "snippets" / snippet, root)
+    record = {"status": status, "ename": "ValueError" if status == "failed" else None,
+              "evalue": "bad value" if status == "failed" else None}
+    ResultCache(root / ".kb" / "cache").put(cache_key(unit, root), record, None)
+
+
+def _question(project: Project, block_id: str):
+    return next(q for q in collect_questions(project) if q.block_id == block_id)
+
+
+def test_answers_property_links_question(tmp_path: Path) -> None:
+    root = _make_project(tmp_path)
+    (root / "docs" / "Frost.md").write_text(ANSWER, encoding="utf-8")
+    question = _question(Project.discover(root), "q-cold-diffusion")
+    assert question.answer == "Frost.md"
+    assert question.answer_link == "answers property"
+    assert question.code == "no code"
+    assert question.own_words.state == "not written"
+    assert question.state == "needs code"
+
+
+def test_answer_link_on_question_line(tmp_path: Path) -> None:
+    root = _make_project(tmp_path)
+    (root / "docs" / "Cold diffusion.md").write_text(ANSWER.replace("answers: [\"[[Technical and general notes#^q-cold-diffusion]]\"]", "answers: []"), encoding="utf-8")
+    question = _question(Project.discover(root), "q-cold-diffusion")
+    assert question.answer == "Cold diffusion.md"
+    assert question.answer_link == "answer link"
+
+
+@pytest.mark.parametrize(
+    ("stored", "expected"),
+    [(None, "not run"), ("passed", "passed"), ("failed", "failed"), ("missing-dependency", "failed")],
+)
+def test_code_status_from_runner_cache(tmp_path: Path, stored: str | None, expected: str) -> None:
+    root = _make_project(tmp_path)
+    (root / "docs" / "Cold diffusion.md").write_text(ANSWER, encoding="utf-8")
+    (root / "snippets" / "cold.py").write_text("print('blurred')\n", encoding="utf-8")
+    if stored is not None:
+        _store_result(root, "cold.py", stored)
+    question = _question(Project.discover(root), "q-cold-diffusion")
+    assert question.code == expected
+    assert [s.path for s in question.snippets] == ["snippets/cold.py"]
+
+
+def test_code_status_stale_after_edit(tmp_path: Path) -> None:
+    root = _make_project(tmp_path)
+    (root / "docs" / "Cold diffusion.md").write_text(ANSWER, encoding="utf-8")
+    (root / "snippets" / "cold.py").write_text("print('blurred')\n", encoding="utf-8")
+    _store_result(root, "cold.py", "passed")
+    (root / "snippets" / "cold.py").write_text("print('changed')\n", encoding="utf-8")
+    assert _question(Project.discover(root), "q-cold-diffusion").code == "not run"
+
+
+def test_own_words_written_counts_words(tmp_path: Path) -> None:
+    root = _make_project(tmp_path)
+    text = ANSWER.replace("> [!prompt] Explain it.\n", "> [!prompt] Explain it.\n\nNoise is replaced by blur here.\n")
+    (root / "docs" / "Cold diffusion.md").write_text(text, encoding="utf-8")
+    words = _question(Project.discover(root), "q-cold-diffusion").own_words
+    assert words.state == "written"
+    assert words.words == 6
+    assert words.date is not None
+
+
+# kb check --------------------------------------------------------------------------------------
+
+
+class _Args:
+    def __init__(self, require_own_words: bool = False) -> None:
+        self.require_own_words = require_own_words
+
+
+def _codes(problems, severity: str) -> list[str]:
+    return sorted(p.code for p in problems if p.severity == severity)
+
+
+def test_check_reports_unanswered(tmp_path: Path) -> None:
+    problems = check_problems(Project.discover(_make_project(tmp_path)), _Args())
+    assert _codes(problems, "error") == ["question-unanswered"] * 10
+
+
+def test_check_answer_without_code(tmp_path: Path) -> None:
+    root = _make_project(tmp_path, with_person_note=False)
+    (root / "docs" / "Q.md").write_text("Why? [[A|answer]]\n", encoding="utf-8")
+    (root / "docs" / "A.md").write_text("## In my own words\n\nMine.\n", encoding="utf-8")
+    problems = check_problems(Project.discover(root), _Args())
+    assert _codes(problems, "error") == ["answer-without-code"]
+
+
+def test_check_failed_snippet(tmp_path: Path) -> None:
+    root = _make_project(tmp_path)
+    (root / "docs" / "Cold diffusion.md").write_text(ANSWER, encoding="utf-8")
+    (root / "snippets" / "cold.py").write_text("raise ValueError('bad value')\n", encoding="utf-8")
+    _store_result(root, "cold.py", "failed")
+    problems = [p for p in check_problems(Project.discover(root), _Args()) if p.path == "Cold diffusion.md"]
+    assert _codes(problems, "error") == ["snippet-failed"]
+    assert "ValueError: bad value" in next(p.message for p in problems if p.code == "snippet-failed")
+
+
+def test_check_own_words_info_unless_required(tmp_path: Path) -> None:
+    root = _make_project(tmp_path)
+    (root / "docs" / "Cold diffusion.md").write_text(ANSWER, encoding="utf-8")
+    (root / "snippets" / "cold.py").write_text("print(1)\n", encoding="utf-8")
+    _store_result(root, "cold.py", "passed")
+    project = Project.discover(root)
+    relaxed = [p for p in check_problems(project, _Args()) if p.path == "Cold diffusion.md"]
+    strict = [p for p in check_problems(project, _Args(True)) if p.path == "Cold diffusion.md"]
+    assert [(p.code, p.severity) for p in relaxed] == [("own-words-missing", "info")]
+    assert [(p.code, p.severity) for p in strict] == [("own-words-missing", "error")]
+
+
+def test_check_command_has_require_own_words(tmp_path: Path, monkeypatch, capsys) -> None:
+    root = _make_project(tmp_path, with_person_note=False)
+    (root / "docs" / "Q.md").write_text("Why? [[A|answer]]\n", encoding="utf-8")
+    (root / "docs" / "A.md").write_text("![[a.py]]\n\n## In my own words\n\n> [!prompt] Go.\n", encoding="utf-8")
+    (root / "snippets" / "a.py").write_text("print(1)\n", encoding="utf-8")
+    _store_result(root, "a.py", "passed")
+    monkeypatch.chdir(root)
+    assert main(["check"]) == 0
+    assert main(["check", "--require-own-words"]) == 1
+    assert "own words" in capsys.readouterr().out
+
+
+# kb questions and kb new ------------------------------------------------------------------------
+
+
+def test_questions_json_lists_ten(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(_make_project(tmp_path))
+    assert main(["questions", "--open", "--format", "json"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    assert len(records) == 10
+    assert {r["state"] for r in records} == {"open"}
+
+
+def test_questions_table(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(_make_project(tmp_path))
+    assert main(["questions"]) == 0
+    output = capsys.readouterr()
+    assert "Cold diffusion.md (not created)" in output.out
+    assert "10 questions: 0 answered with passing code, 0 explained in own words, 10 open" in output.err
+
+
+def test_new_creates_template(tmp_path: Path, monkeypatch) -> None:
+    root = _make_project(tmp_path)
+    monkeypatch.chdir(root)
+    before = (root / "docs" / PERSON_NOTE).read_bytes()
+    assert main(["new", "Cold diffusion", "--answers", "^q-cold-diffusion"]) == 0
+    text = (root / "docs" / "Cold diffusion.md").read_text(encoding="utf-8")
+    assert text.startswith('---\nanswers: ["[[Technical and general notes#^q-cold-diffusion]]"]\n---\n')
+    assert "> [!question] How do cold diffusion models work?" in text
+    assert "## In my own words\n\n> [!prompt]" in text
+    assert "![[cold_diffusion.py]]" in text
+    # the question already had its answer link, so the person's note is unchanged
+    assert (root / "docs" / PERSON_NOTE).read_bytes() == before
+    question = _question(Project.discover(root), "q-cold-diffusion")
+    assert question.answer == "Cold diffusion.md"
+    assert question.own_words.state == "not written"
+
+
+def test_new_refuses_to_overwrite(tmp_path: Path, monkeypatch, capsys) -> None:
+    root = _make_project(tmp_path)
+    monkeypatch.chdir(root)
+    (root / "docs" / "Cold diffusion.md").write_text("mine\n", encoding="utf-8")
+    assert main(["new", "cold diffusion"]) == 1
+    assert (root / "docs" / "Cold diffusion.md").read_text(encoding="utf-8") == "mine\n"
+    assert "exists already" in capsys.readouterr().err
+
+
+def test_new_adds_answer_link_once(tmp_path: Path, monkeypatch) -> None:
+    root = _make_project(tmp_path, with_person_note=False)
+    monkeypatch.chdir(root)
+    note = root / "docs" / "Q.md"
+    note.write_bytes("Intro\r\n\r\nWhy is the sky blue? ^q-sky\r\n\r\n- [ ] Read Rayleigh\r\n\r\nend".encode())
+    assert main(["new", "Sky", "--answers", "sky blue"]) == 0
+    assert main(["new", "Rayleigh", "--answers", "read rayleigh"]) == 0
+    assert note.read_bytes() == (
+        "Intro\r\n\r\nWhy is the sky blue? [[Sky|answer]] ^q-sky\r\n\r\n"
+        "- [ ] Read Rayleigh [[Rayleigh|answer]]\r\n\r\nend"
+    ).encode()
+    project = Project.discover(root)
+    assert [q.answer for q in collect_questions(project)] == ["Sky.md", "Rayleigh.md"]
+
+
+def test_new_rejects_unknown_question(tmp_path: Path, monkeypatch, capsys) -> None:
+    root = _make_project(tmp_path)
+    monkeypatch.chdir(root)
+    assert main(["new", "X", "--answers", "no such question"]) == 1
+    assert not (root / "docs" / "X.md").exists()
+    assert "no question" in capsys.readouterr().err
+
+
+def test_new_rejects_bad_name(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(_make_project(tmp_path))
+    assert main(["new", "a|b"]) == 1
+    assert main(["new", "../outside"]) == 1
+
+
+# Site pages -------------------------------------------------------------------------------------
+
+
+def test_questions_page_groups_and_links(tmp_path: Path) -> None:
+    root = _make_project(tmp_path)
+    (root / "docs" / "Cold diffusion.md").write_text(ANSWER, encoding="utf-8")
+    page = questions_page_markdown(Project.discover(root))
+    assert "## [[Technical and general notes|Technical and general notes]]" in page
+    assert "[[Cold diffusion#In my own words|own words]]" in page
+    assert "[[Cold diffusion#Code|code]]" in page
+    assert page.count("kb-badge-answer kb-badge-open") == 9
+
+
+def test_questions_page_escapes_html(tmp_path: Path) -> None:
+    root = _make_project(tmp_path, with_person_note=False)
+    (root / "docs" / "Q.md").write_text("Is <script>alert(1)</script> *safe*?\n", encoding="utf-8")
+    page = questions_page_markdown(Project.discover(root))
+    assert "<script>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; \\*safe\\*?" in page
+
+
+def test_escape_text() -> None:
+    assert escape_text("a|b [c] <d> & `e`") == "a\\|b \\[c\\] &lt;d&gt; &amp; \\`e\\`"
+
+
+def test_progress_line(tmp_path: Path) -> None:
+    root = _make_project(tmp_path)
+    text = ANSWER.replace("> [!prompt] Explain it.\n", "> [!prompt] Explain it.\n\nMine.\n")
+    (root / "docs" / "Cold diffusion.md").write_text(text, encoding="utf-8")
+    (root / "snippets" / "cold.py").write_text("print(1)\n", encoding="utf-8")
+    _store_result(root, "cold.py", "passed")
+    assert progress_markdown(Project.discover(root)) == (
+        "Answered with passing code 1 of 10, explained in own words 1 of 10."
+    )
+
+
+def test_cli_entry_point_runs(tmp_path: Path) -> None:
+    root = _make_project(tmp_path)
+    completed = subprocess.run([sys.executable, "-m", "kb.cli", "questions", "--open"], cwd=root,
+                               capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.count(PERSON_NOTE) == 10
