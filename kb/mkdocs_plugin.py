@@ -1,0 +1,471 @@
+"""MkDocs plugin ``kb``: serve an Obsidian vault as an offline Material site.
+
+It reads the vault once per build with :class:`kb.vault.Vault` and rewrites every page from
+the parser's records (see :mod:`kb.site_markdown`), so the site and ``kb check`` agree on
+every link. Options are documented on the docs page ``kb/Site plugin.md``.
+
+Hook order (MkDocs 1.6 renders every page's Markdown before it renders any template):
+``on_config`` loads the vault and adds the Markdown extensions and assets the site needs,
+``on_files`` adds the generated pages and assets, ``on_page_markdown`` rewrites each note,
+``on_page_content`` records heading ids and appends the local graph and backlinks, and
+``on_post_page`` corrects heading links whose predicted id turned out wrong.
+"""
+
+from __future__ import annotations
+
+import html
+import posixpath
+import re
+import unicodedata
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from markdown.extensions.toc import slugify as default_slugify
+from mkdocs.config import config_options as c
+from mkdocs.config.base import Config
+from mkdocs.config.defaults import MkDocsConfig
+from mkdocs.plugins import BasePlugin, event_priority, get_plugin_logger
+from mkdocs.structure.files import File, Files
+from mkdocs.structure.pages import Page
+
+from kb.graph import build_graph
+from kb.project import Project
+from kb.site_assets import ASSETS_DIR, VENDOR_DIR, VendorError, install_vendor
+from kb.site_graph import backlinks_html, graph_json, local_graph_html
+from kb.site_markdown import RenderContext, escape_text, heading_slugs, render_note
+from kb.vault import Vault
+
+__all__ = ["KbConfig", "KbPlugin"]
+
+log = get_plugin_logger(__name__)
+
+ASSET_PREFIX = "assets/kb"
+GRAPH_JSON = f"{ASSET_PREFIX}/graph.json"
+PROGRESS_PLACEHOLDER = "<!-- kb:progress -->"
+
+# Our own anchor markup from kb.site_markdown: heading links carry the target note and heading.
+_HEADING_LINK = re.compile(
+    r'<a class="kb-link" href="(?P<href>[^"#]*)#(?P<fragment>[^"]*)" '
+    r'data-kb-note="(?P<note>[^"]*)" data-kb-heading="(?P<heading>[^"]*)">'
+)
+
+_EXTENSIONS: dict[str, dict[str, Any]] = {
+    "toc": {},
+    "tables": {},
+    "attr_list": {},
+    "md_in_html": {},
+    "admonition": {},
+    "pymdownx.details": {},
+    "pymdownx.superfences": {},
+    "pymdownx.arithmatex": {"generic": True},
+}
+
+
+class KbConfig(Config):
+    """Options of the ``kb`` plugin, grouped by prefix."""
+
+    snippets_dir = c.Type(str, default="snippets")
+    """Folder of runnable snippets beside mkdocs.yml, linkable as ``[[name.py]]``."""
+
+    embed_max_depth = c.Type(int, default=8)
+    """Nesting depth at which transclusion stops with a visible marker."""
+
+    links_warn_unresolved = c.Type(bool, default=True)
+    """Log unresolved, ambiguous and broken heading or block links as warnings."""
+
+    backlinks_enabled = c.Type(bool, default=True)
+    backlinks_title = c.Type(str, default="Backlinks")
+
+    graph_enabled = c.Type(bool, default=True)
+    graph_page = c.Type(str, default="graph.md")
+    """Path of the generated global graph page in the site."""
+    graph_local = c.Type(bool, default=True)
+    """Show a local graph on every note page."""
+    graph_local_depth = c.Type(int, default=1)
+    """Link distance the local graph shows at first; the reader can widen it."""
+    graph_color_by = c.Choice(("folder", "tag"), default="folder")
+    graph_unresolved = c.Type(bool, default=True)
+    """Show unresolved link targets as nodes."""
+    graph_attachments = c.Type(bool, default=False)
+
+    tags_page = c.Type(str, default="tags.md")
+    """Generated tags index page (used when Material's tags plugin is enabled)."""
+
+    questions_page = c.Type(str, default="questions.md")
+
+    fold_enabled = c.Type(bool, default=True)
+    """Fold one section of every note until the reader opens it."""
+    fold_heading = c.Type(str, default="Reference explanation")
+
+    preview_enabled = c.Type(bool, default=True)
+    """Show a preview of a linked note when the pointer rests on the link."""
+
+    math_enabled = c.Type(bool, default=True)
+    """Render $...$ and $$...$$ with the vendored KaTeX."""
+
+
+class KbPlugin(BasePlugin[KbConfig]):
+    supports_multiple_instances = False
+
+    def __init__(self) -> None:
+        self.vault: Vault | None = None
+        self.graph = None
+        self.files: Files | None = None
+        self.root: Path | None = None
+        self.slugify = default_slugify
+        self.separator = "-"
+        self.generated: dict[str, str] = {}
+        self._slug_cache: dict[str, list[str]] = {}
+        self._page_ids: dict[str, list[tuple[str, str]]] = {}
+        self._tags_plugin = None
+
+    # Configuration -------------------------------------------------------------------------
+
+    @event_priority(0)
+    def on_config(self, config: MkDocsConfig) -> MkDocsConfig:
+        """Load the vault, add required Markdown extensions and assets. Priority 0."""
+        self.root = Path(config.config_file_path or ".").resolve().parent
+        docs_dir = Path(config.docs_dir)
+        self._slug_cache = {}
+        self._page_ids = {}
+
+        for name, options in _EXTENSIONS.items():
+            if name == "pymdownx.arithmatex" and not self.config.math_enabled:
+                continue
+            if name not in config.markdown_extensions:
+                config.markdown_extensions.append(name)
+                config.mdx_configs.setdefault(name, {}).update(options)
+        if self.config.math_enabled:
+            config.mdx_configs.setdefault("pymdownx.arithmatex", {})["generic"] = True
+        toc = config.mdx_configs.get("toc", {})
+        self.slugify = toc.get("slugify", default_slugify)
+        self.separator = toc.get("separator", "-")
+
+        try:
+            install_vendor()
+        except VendorError as error:
+            log.error("%s", error)
+        css = [f"{ASSET_PREFIX}/vendor/katex/dist/katex.min.css", f"{ASSET_PREFIX}/kb.css"]
+        js = [f"{ASSET_PREFIX}/vendor/katex/dist/katex.min.js"] if self.config.math_enabled else []
+        js += [f"{ASSET_PREFIX}/vendor/force-graph/dist/force-graph.min.js", f"{ASSET_PREFIX}/kb.js"]
+        for path in css:
+            if path not in config.extra_css:
+                config.extra_css.append(path)
+        known = {str(script) for script in config.extra_javascript}
+        for path in js:
+            if path not in known:
+                config.extra_javascript.append(path)
+
+        snippets = self.root / self.config.snippets_dir
+        extra = {}
+        if snippets.is_dir() and not _is_inside(snippets, docs_dir):
+            extra["snippets"] = snippets
+        self.vault = Vault.load(docs_dir, extra_roots=extra)
+
+        self._tags_plugin = config.plugins.get("material/tags") or config.plugins.get("tags")
+        if self._tags_plugin is not None and not getattr(self._tags_plugin.config, "enabled", True):
+            self._tags_plugin = None
+        log.debug("loaded %d notes from %s", len(self.vault.notes), docs_dir)
+        return config
+
+    # Files ---------------------------------------------------------------------------------
+
+    @event_priority(0)
+    def on_files(self, files: Files, *, config: MkDocsConfig) -> Files:
+        """Add generated pages, vendored assets, snippets and the graph data. Priority 0."""
+        assert self.vault is not None
+        self.generated = {}
+        if self.config.graph_enabled:
+            self._add_page(files, config, self.config.graph_page, _GRAPH_PAGE)
+        if self._tags_plugin is not None:
+            self._add_page(files, config, self.config.tags_page, _TAGS_PAGE)
+        questions = _optional("kb.questions", "questions_page_markdown")
+        self._add_page(
+            files, config, self.config.questions_page,
+            questions(self._project()) if questions is not None else _QUESTIONS_PAGE,
+        )
+
+        for source in sorted(ASSETS_DIR.glob("kb.*")):
+            self._add_asset(files, config, f"{ASSET_PREFIX}/{source.name}", source)
+        for source in sorted(p for p in VENDOR_DIR.rglob("*") if p.is_file()):
+            relative = source.relative_to(VENDOR_DIR).as_posix()
+            self._add_asset(files, config, f"{ASSET_PREFIX}/vendor/{relative}", source)
+        for path, source in sorted(self.vault.files.items()):
+            if path.startswith("snippets/") and files.get_file_from_path(path) is None:
+                self._add_asset(files, config, path, source)
+        self.files = files
+        self._link_generated_pages(files)
+        self.graph = build_graph(self.vault, include_unresolved=True)
+
+        if self.config.links_warn_unresolved:
+            for problem in self.vault.link_problems():
+                log.warning("%s", problem)
+        for problem in self.vault.problems:
+            log.info("%s", problem)
+
+        if self.config.graph_enabled:
+            G = self.graph if self.config.graph_unresolved else build_graph(self.vault, False)
+            data = graph_json(
+                G, self._site_url, include_attachments=self.config.graph_attachments,
+                color_by=self.config.graph_color_by, local_depth=self.config.graph_local_depth,
+            )
+            files.append(File.generated(config, GRAPH_JSON, content=data))
+        return files
+
+    def _link_generated_pages(self, files: Files) -> None:
+        """Resolve Markdown links to pages that exist only in the site (graph, tags, questions)."""
+        assert self.vault is not None
+        for link in self.vault.links:
+            if link.target is not None or link.syntax != "markdown" or not link.target_text:
+                continue
+            folder = posixpath.dirname(link.source)
+            if link.target_text.startswith("/"):
+                candidate = link.target_text.lstrip("/")
+            else:
+                candidate = posixpath.normpath(posixpath.join(folder, link.target_text))
+            if candidate in self.generated and files.get_file_from_path(candidate) is not None:
+                link.target = candidate
+                link.would_create = None
+
+    def _add_page(self, files: Files, config: MkDocsConfig, path: str, content: str) -> None:
+        if files.get_file_from_path(path) is not None:
+            log.warning("the vault has its own '%s'; the generated page of that name is skipped", path)
+            return
+        files.append(File.generated(config, path, content=content))
+        self.generated[path] = content
+
+    def _add_asset(self, files: Files, config: MkDocsConfig, path: str, source: Path) -> None:
+        existing = files.get_file_from_path(path)
+        if existing is not None:
+            files.remove(existing)
+        files.append(File.generated(config, path, abs_src_path=str(source)))
+
+    def _project(self) -> Project:
+        assert self.root is not None and self.vault is not None
+        project = Project(root=self.root, vault_dir=self.vault.root)
+        project.__dict__["vault"] = self.vault  # reuse this build's parse (a cached_property)
+        return project
+
+    # URLs ----------------------------------------------------------------------------------
+
+    def _file(self, path: str) -> File | None:
+        assert self.files is not None
+        return self.files.get_file_from_path(path)
+
+    def _site_url(self, path: str) -> str | None:
+        file = self._file(path)
+        return file.url if file is not None else None
+
+    def _relative_url(self, page: Page, path: str) -> str | None:
+        file = self._file(path)
+        if file is None:
+            return None
+        return file.url_relative_to(page.file)
+
+    def _anchor(self, path: str, chain: list[str]) -> str | None:
+        assert self.vault is not None
+        note = self.vault.notes[path]
+        slugs = self._slug_cache.get(path)
+        if slugs is None:
+            slugs = heading_slugs(note, self.slugify, self.separator)
+            self._slug_cache[path] = slugs
+        position = 0
+        found = None
+        for segment in (segment.casefold() for segment in chain):
+            while position < len(note.headings) and note.headings[position].text.casefold() != segment:
+                position += 1
+            if position == len(note.headings):
+                return None
+            found = position
+            position += 1
+        return slugs[found] if found is not None else None
+
+    def _tag_url(self, page: Page, name: str) -> str | None:
+        if self._tags_plugin is None:
+            return None
+        tags_url = self._relative_url(page, self.config.tags_page)
+        if tags_url is None:
+            return None
+        options = self._tags_plugin.config
+        slug = options.tags_slugify(name, options.tags_slugify_separator)
+        return f"{tags_url}#{options.tags_slugify_format.format(slug=slug)}"
+
+    def _snippet_embed(self, path: str, cell: str | None) -> str:
+        assert self.vault is not None
+        source = self.vault.files[path]
+        render = _optional("kb.site_snippets", "render_embed")
+        if render is not None:
+            return render(source, cell)
+        return _snippet_code(source, cell)
+
+    # Pages ---------------------------------------------------------------------------------
+
+    @event_priority(50)
+    def on_page_markdown(
+        self, markdown: str, *, page: Page, config: MkDocsConfig, files: Files
+    ) -> str:
+        """Rewrite the note behind ``page`` for the site. Priority 50: before Material's tags
+        plugin (-50) reads the tags, and before other plugins see Obsidian syntax."""
+        assert self.vault is not None
+        path = unicodedata.normalize("NFC", page.file.src_uri)
+        note = self.vault.notes.get(path)
+        if note is not None:
+            context = RenderContext(
+                vault=self.vault,
+                page_path=path,
+                url_for=partial(self._relative_url, page),
+                anchor_for=self._anchor,
+                tag_url=partial(self._tag_url, page),
+                snippet_embed=self._snippet_embed,
+                max_depth=self.config.embed_max_depth,
+                fold_heading=self.config.fold_heading if self.config.fold_enabled else None,
+            )
+            markdown = render_note(context, note)
+            tags = list(page.meta.get("tags") or []) if isinstance(page.meta.get("tags"), list) else []
+            seen = {str(tag).casefold() for tag in tags}
+            for tag in note.tags:
+                if tag.written.casefold() not in seen:
+                    seen.add(tag.written.casefold())
+                    tags.append(tag.written)
+            if tags:
+                page.meta["tags"] = tags
+
+        if PROGRESS_PLACEHOLDER in markdown:
+            progress = _optional("kb.questions", "progress_markdown")
+            if progress is not None:
+                markdown = markdown.replace(PROGRESS_PLACEHOLDER, progress(self._project()))
+        return markdown
+
+    @event_priority(-50)
+    def on_page_content(
+        self, html_text: str, *, page: Page, config: MkDocsConfig, files: Files
+    ) -> str:
+        """Record the page's heading ids, then append the local graph and backlinks.
+        Priority -50: after other plugins have changed the content."""
+        assert self.vault is not None and self.graph is not None
+        ids: list[tuple[str, str]] = []
+        stack = list(page.toc)
+        while stack:
+            item = stack.pop(0)
+            ids.append((item.id, html.unescape(item.title)))
+            stack[:0] = item.children
+        path = unicodedata.normalize("NFC", page.file.src_uri)
+        self._page_ids[path] = ids
+        if path not in self.vault.notes:
+            return html_text
+
+        parts = [html_text]
+        if self.config.graph_enabled and self.config.graph_local:
+            parts.append(local_graph_html(path, self.config.graph_local_depth))
+        if self.config.backlinks_enabled:
+            parts.append(
+                backlinks_html(
+                    self.graph, self.vault, path, partial(self._relative_url, page),
+                    self.config.backlinks_title,
+                )
+            )
+        return "\n".join(parts)
+
+    @event_priority(0)
+    def on_post_page(self, output: str, *, page: Page, config: MkDocsConfig) -> str:
+        """Point heading links at the ids the target pages really have, and switch on link
+        previews. Priority 0."""
+        if self.config.preview_enabled:
+            output = output.replace("</head>", '<meta name="kb-previews" content="on">\n</head>', 1)
+        if 'data-kb-heading="' not in output:
+            return output
+        return _HEADING_LINK.sub(self._fix_heading_link, output)
+
+    def _fix_heading_link(self, match: re.Match[str]) -> str:
+        note = html.unescape(match["note"])
+        ids = self._page_ids.get(note)
+        fragment = match["fragment"]
+        if not ids or any(_quote_id(page_id) == fragment for page_id, _title in ids):
+            return match.group()
+        wanted = html.unescape(match["heading"]).casefold()
+        for page_id, title in ids:
+            if title.strip().casefold() == wanted:
+                fixed = f'href="{match["href"]}#{escape_text(_quote_id(page_id))}"'
+                return match.group().replace(
+                    f'href="{match["href"]}#{fragment}"', fixed, 1
+                )
+        return match.group()
+
+
+def _quote_id(page_id: str) -> str:
+    from urllib.parse import quote
+
+    return quote(page_id, safe="-_.~:/=&")
+
+
+def _is_inside(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def _optional(module: str, name: str):
+    """Return ``module.name`` when that module exists (it is written separately), else None."""
+    import importlib
+
+    try:
+        loaded = importlib.import_module(module)
+    except ModuleNotFoundError as error:
+        if error.name != module:
+            raise
+        return None
+    return getattr(loaded, name, None)
+
+
+def _snippet_code(source: Path, cell: str | None) -> str:
+    """Show a snippet (or the cell titled ``cell``) as a highlighted code block."""
+    lines = source.read_text(encoding="utf-8").splitlines()
+    if cell:
+        chosen: list[str] = []
+        inside = False
+        for line in lines:
+            if line.startswith("# %%"):
+                inside = line[4:].strip() == cell.strip()
+                continue
+            if inside:
+                chosen.append(line)
+        if chosen:
+            lines = chosen
+    fence = "`" * max(3, max((len(run) for run in re.findall(r"`+", "\n".join(lines))), default=0) + 1)
+    title = escape_text(posixpath.basename(str(source)) + (f" > {cell}" if cell else ""))
+    return f'{fence}python title="{title}"\n' + "\n".join(lines).strip("\n") + f"\n{fence}"
+
+
+_GRAPH_PAGE = """---
+title: Graph
+hide:
+  - toc
+---
+
+# Graph of notes
+
+Drag to pan, scroll to zoom, click a note to open it.
+
+<div class="kb-graph kb-graph-global"></div>
+"""
+
+_QUESTIONS_PAGE = """---
+title: Questions
+---
+
+# Questions
+
+The questions list needs the module `kb.questions`, which this installation does not have yet.
+"""
+
+_TAGS_PAGE = """---
+title: Tags
+---
+
+# Tags
+
+<!-- material/tags -->
+"""
