@@ -163,8 +163,16 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        where = f"{self.path}:{self.line}" if self.line else self.path
+        path = self.path.translate(_ESCAPE_CONTROL)
+        where = f"{path}:{self.line}" if self.line else path
         return f"{where}: {self.severity}: {self.message}"
+
+
+# A file name may contain a line break or another control character. Printed raw, it would
+# split one ``path:line: severity: message`` line in two, so it is shown as an escape.
+_ESCAPE_CONTROL = {
+    code: repr(chr(code))[1:-1] for code in (*range(0x20), 0x7F, *range(0x80, 0xA0))
+}
 
 
 @dataclass(slots=True)

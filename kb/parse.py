@@ -89,9 +89,12 @@ _INLINE = re.compile(
 )
 
 # A tag starts a line or follows white space; letters (any script), digits, _ - / and
-# common emoji. It needs one character that is not a digit.
+# common emoji. It needs one character that is not a digit. General punctuation
+# (U+2000-U+206F: dashes, curly quotes, the ellipsis) ends a tag, except the zero-width joiner
+# and the emoji variation selector U+FE0F that emoji sequences are built from.
 _TAG = re.compile(
-    r"(?:(?<=\s)|^)#(?P<tag>[\w\-/\u00a9\u00ae\u2000-\u2bff\U0001F000-\U0001FAFF]+)",
+    r"(?:(?<=\s)|^)#(?P<tag>"
+    r"[\w\-/\u00a9\u00ae\u200d\u2070-\u2bff\ufe0f\U0001F000-\U0001FAFF]+)",
     re.MULTILINE,
 )
 _BLOCK_ID = re.compile(r"(?:^|(?<=[ \t]))\^(?P<id>[A-Za-z0-9-]+)[ \t]*$", re.MULTILINE)
@@ -176,6 +179,9 @@ def parse_note(text: str, path: str) -> Note:
 
     masked = _parse_frontmatter(note, lines)
     masked = _mask_code_blocks(note, masked, lines)
+    # The line-anchored patterns below know only "\n" as a line break, so a CR (alone or in
+    # CRLF) becomes "\n". Offsets stay the same, and line numbers come from ``lines``.
+    masked = masked.replace("\r", "\n")
     _parse_headings_and_callouts(note, masked, lines)
     masked = _parse_inline(note, masked, lines)
     _parse_tags(note, masked, lines)
@@ -241,8 +247,9 @@ def _parse_frontmatter(note: Note, lines: _Lines) -> str:
 
 
 def _load_yaml(note: Note, source: str) -> dict[str, Any] | None:
-    if "\t" in source and re.search(r"^\t", source, re.MULTILINE):
-        line = 2 + source[: source.index("\t")].count("\n")
+    tab_indent = re.search(r"^ *\t", source, re.MULTILINE)
+    if tab_indent:
+        line = 2 + source[: tab_indent.start()].count("\n")
         note.problems.append(
             Problem(
                 note.path, line, "warning", "invalid-frontmatter",
@@ -275,6 +282,15 @@ def _load_yaml(note: Note, source: str) -> dict[str, Any] | None:
         return None
     if data is None:
         return {}
+    if _expanded_size(data, MAX_PROPERTY_NODES) > MAX_PROPERTY_NODES:
+        note.problems.append(
+            Problem(
+                note.path, 2, "warning", "invalid-frontmatter",
+                f"front matter expands to more than {MAX_PROPERTY_NODES} values through YAML "
+                "aliases (*name); write the values out (the note's properties are ignored)",
+            )
+        )
+        return None
     if not isinstance(data, dict):
         note.problems.append(
             Problem(
@@ -285,6 +301,37 @@ def _load_yaml(note: Note, source: str) -> dict[str, Any] | None:
         )
         return None
     return {str(key): value for key, value in data.items()}
+
+
+def _expanded_size(value: Any, limit: int) -> int:
+    """Count the values in ``value`` with every YAML alias expanded, stopping past ``limit``.
+
+    Sizes of shared lists and mappings are memoised by identity, so an alias bomb costs time
+    in proportion to its text, not to its expansion. A self-containing value counts as over
+    the limit.
+    """
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(value, False)]
+    while stack:
+        item, children_done = stack.pop()
+        if not isinstance(item, (list, dict)):
+            continue
+        key = id(item)
+        children = list(item.values()) if isinstance(item, dict) else item
+        if children_done:
+            on_path.discard(key)
+            total = 1 + sum(sizes.get(id(child), 1) for child in children)
+            sizes[key] = min(total, limit + 1)
+            continue
+        if key in sizes:
+            continue
+        if key in on_path:
+            return limit + 1
+        on_path.add(key)
+        stack.append((item, True))
+        stack.extend((child, False) for child in children)
+    return sizes.get(id(value), 1)
 
 
 def _key_line(source: str, key: str) -> int:
@@ -332,7 +379,8 @@ def _read_properties(note: Note, source: str, lines: _Lines) -> None:
             note.problems.append(
                 Problem(
                     note.path, line, "warning", "invalid-property",
-                    f"'tags' is a {type(raw_tags).__name__}; write a list such as "
+                    f"'tags' must be a list or text, not {type(raw_tags).__name__} "
+                    f"{raw_tags!r}; write a list such as "
                     "'tags: [ml, attention]'",
                 )
             )
@@ -362,6 +410,8 @@ def _read_properties(note: Note, source: str, lines: _Lines) -> None:
     for key, value in data.items():
         for string in _iter_strings(value, budget, seen):
             for match in _FRONTMATTER_WIKILINK.finditer(string):
+                if not match.group(2).strip():
+                    continue
                 raw = match.group()
                 offset = note.text.find(raw, lines.starts[1] + search_from)
                 if offset < 0:
@@ -550,7 +600,8 @@ def _parse_inline(note: Note, masked: str, lines: _Lines) -> str:
         group = match.lastgroup
         start, end = match.span()
         if group == "wikilink":
-            if len(note.links) < MAX_LINKS_PER_NOTE:
+            # "[[ ]]" is text, like "[[]]": a wikilink needs something between the brackets.
+            if match.group("inner").strip() and len(note.links) < MAX_LINKS_PER_NOTE:
                 note.links.append(
                     _wikilink(
                         note, match.group(), match.group("inner"), bool(match.group("bang")),
