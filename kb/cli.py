@@ -10,6 +10,7 @@ import argparse
 import importlib
 import json
 import sys
+import weakref
 from pathlib import Path
 
 import networkx as nx
@@ -20,6 +21,7 @@ from kb.graph import (
     connection_path,
     dependency_graph,
     dependency_tree,
+    display_names,
     learning_order,
     requires_cycles,
     summary,
@@ -226,10 +228,17 @@ def _topic(vault, query: str) -> str | None:
 
 
 def _label(G: nx.MultiDiGraph, node: str) -> str:
-    data = G.nodes[node]
-    if data["unresolved"]:
-        return f"{data['label']} (unresolved)"
-    return node
+    """Return the short display name of ``node`` (see :func:`kb.graph.display_names`)."""
+    names = _DISPLAY_NAMES.get(G)
+    if names is None:
+        names = _DISPLAY_NAMES[G] = display_names(G)
+    return names[node]
+
+
+# Display names per graph, computed once per command instead of once per printed node.
+_DISPLAY_NAMES: "weakref.WeakKeyDictionary[nx.MultiDiGraph, dict[str, str]]" = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _print_tree(G: nx.MultiDiGraph, tree: DependencyTree) -> None:
@@ -288,7 +297,7 @@ def _print_summary(G: nx.MultiDiGraph) -> int:
     chain = facts["longest_prerequisite_chain"]
     print(f"longest prerequisite chain: {len(chain)} notes")
     for node in chain:
-        print(f"  {node}")
+        print(f"  {_label(G, node)}")
     return 0
 
 
@@ -309,7 +318,7 @@ def _export(G: nx.MultiDiGraph, fmt: str) -> int:
         print("digraph kb {")
         for node, data in sorted(G.nodes(data=True)):
             style = ", style=dashed" if data["unresolved"] else ""
-            print(f"  {_quote(node)} [label={_quote(data['label'])}{style}];")
+            print(f"  {_quote(node)} [label={_quote(_label(G, node))}{style}];")
         for u, v, kind in sorted(G.edges(keys=True)):
             style = " style=bold" if kind == "requires" else " style=dotted" if kind == "embed" else ""
             print(f"  {_quote(u)} -> {_quote(v)} [label={_quote(kind)}{style}];")
@@ -318,7 +327,7 @@ def _export(G: nx.MultiDiGraph, fmt: str) -> int:
         ids = {node: f"n{index}" for index, node in enumerate(sorted(G.nodes))}
         print("graph LR")
         for node, data in sorted(G.nodes(data=True)):
-            label = data["label"].replace('"', "#quot;")
+            label = _label(G, node).replace('"', "#quot;")
             print(f'  {ids[node]}["{label}"]')
         for u, v, kind in sorted(G.edges(keys=True)):
             arrow = "==>" if kind == "requires" else "-.->" if kind == "embed" else "-->"

@@ -26,6 +26,7 @@ __all__ = [
     "connection_path",
     "dependency_graph",
     "dependency_tree",
+    "display_names",
     "learning_order",
     "summary",
     "unresolved_id",
@@ -251,6 +252,31 @@ def requires_cycles(G: nx.MultiDiGraph) -> list[list[str]]:
         if u == v and kind == STRONG:
             cycles.append([u])
     return sorted(cycles)
+
+
+def display_names(G: nx.MultiDiGraph) -> dict[str, str]:
+    """Map each node to a short name for people: the note name, plus its folder when needed.
+
+    A note or attachment shows as its label (``Attention``, ``plot.png``) unless another node
+    has the same label ignoring case, in which case the vault path without ``.md`` tells them
+    apart (``week1/Summary``). Unresolved targets end in `` (unresolved)``.
+    """
+    counts: dict[str, int] = {}
+    for _node, data in G.nodes(data=True):
+        if not data["unresolved"]:
+            counts[data["label"].casefold()] = counts.get(data["label"].casefold(), 0) + 1
+
+    names = {}
+    for node, data in G.nodes(data=True):
+        if data["unresolved"]:
+            names[node] = f"{data['label']} (unresolved)"
+        elif counts[data["label"].casefold()] > 1 and data["kind"] == "note":
+            names[node] = node[:-3] if node.lower().endswith(".md") else node
+        elif counts[data["label"].casefold()] > 1:
+            names[node] = node
+        else:
+            names[node] = data["label"]
+    return names
 
 
 def nodes_with_label(G: nx.MultiDiGraph, nodes: Iterable[str]) -> list[tuple[str, str]]:
