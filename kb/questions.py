@@ -511,7 +511,7 @@ def questions_page_markdown(project: Project) -> str:
         by_note.setdefault(question.path, []).append(question)
     for path, group in by_note.items():
         target = _note_target(path)
-        out += [f"## [[{target}|{escape_text(Path(target).name)}]]", ""]
+        out += [f"## {escape_text(Path(target).name)}", "", f"From [[{target}]]", ""]
         for question in group:
             anchor = f"[[{target}#^{question.block_id}|line {question.line}]]" if question.block_id \
                 else f"line {question.line}"

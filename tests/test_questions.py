@@ -406,7 +406,7 @@ def test_questions_page_groups_and_links(tmp_path: Path) -> None:
     root = _make_project(tmp_path)
     (root / "docs" / "Cold diffusion.md").write_text(ANSWER, encoding="utf-8")
     page = questions_page_markdown(Project.discover(root))
-    assert "## [[Technical and general notes|Technical and general notes]]" in page
+    assert "## Technical and general notes\n\nFrom [[Technical and general notes]]\n" in page
     assert "[[Cold diffusion#In my own words|own words]]" in page
     assert "[[Cold diffusion#Code|code]]" in page
     assert page.count("kb-badge-answer kb-badge-open") == 9
