@@ -47,7 +47,7 @@ def padding_mask(lengths, num_tokens):
 
 # %% Multi-head attention
 class MultiHeadAttention(nn.Module):
-    """Multi-head attention, eq. (2) of Vaswani et al. (2017), on batch-first (B, N, E) inputs.
+    """Multi-head attention of Vaswani et al. (2017), section 3.2.2, on batch-first (B, N, E) inputs.
 
     Each head attends in its own D = E / H dimensional subspace, and the heads' outputs are
     concatenated and projected back to E.

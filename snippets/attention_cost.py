@@ -82,10 +82,14 @@ if __name__ == "__main__":
     torch.manual_seed(0)
     torch.set_num_threads(1)
 
-    # Caps keep the run within seconds: the materialised form at 4096 tokens already holds
+    # Caps keep the run within seconds: the materialised form at 4096 tokens already stores
     # two 4 x 4096 x 4096 float32 matrices (512 MiB).
     caps = {"linear": 65536, "softmax, materialised": 4096, "softmax, fused": 8192}
     token_counts = sorted({2**p for p in range(4, 13)} | {4**p for p in range(2, 9)})
+
+    # The memory probe sees a known allocation: one million float32 values, 4 MB.
+    probe = peak_allocated_bytes(lambda: torch.empty(1000, 1000))
+    assert 4_000_000 <= probe < 4_100_000, f"probe measured {probe} bytes for 4 MB"
 
     measured = {}  # (kind, tokens) -> (seconds, peak bytes)
     for tokens in token_counts:

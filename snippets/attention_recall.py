@@ -62,9 +62,9 @@ def make_recall_batch(batch_size, num_pairs, generator):
     """Return keys (B, P) without repeats, values (B, P), the query key (B,) and its value."""
     keys = torch.rand(batch_size, NUM_KEYS, generator=generator).argsort(dim=-1)[:, :num_pairs]
     values = torch.randint(NUM_VALUES, (batch_size, num_pairs), generator=generator)
-    which = torch.randint(num_pairs, (batch_size,), generator=generator)
+    query_index = torch.randint(num_pairs, (batch_size,), generator=generator)
     rows = torch.arange(batch_size)
-    return keys, values, keys[rows, which], values[rows, which]
+    return keys, values, keys[rows, query_index], values[rows, query_index]
 
 
 class RecallModel(nn.Module):
