@@ -128,6 +128,7 @@
       .nodeId("id")
       .nodeLabel(function (n) { return escapeHtml(n.label); })
       .nodeRelSize(4)
+      .maxZoom(3)
       .nodeVal(function (n) { return n.id === center ? 3 : 1; })
       .nodeColor(function (n) {
         if (highlight.node && n !== highlight.node && !highlight.neighbours[n.id]) return colors.muted;

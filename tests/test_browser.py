@@ -1,0 +1,158 @@
+"""Drive the built study site in headless Chromium (the Debian package, never a download)."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import threading
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from site_build import build_site
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+
+NOTES = {
+    "index.md": "# Home\n\nStart with [[Loss#Derivation|the derivation]] or [[Summary]].\n",
+    "Loss.md": (
+        "---\ntags: [ml]\n---\n# Loss\n\nThe loss is $L = \\frac{1}{n}\\sum_i (y_i - f(x_i))^2$.\n\n"
+        + "\n\n".join(f"Filler paragraph {i} so the heading sits below the fold." for i in range(40))
+        + "\n\n## Derivation\n\n$$\n\\nabla L = -\\frac{2}{n} \\sum_i (y_i - f(x_i)) \\nabla f\n$$\n\n"
+        "See [[Gradient Descent]].\n"
+    ),
+    "Gradient Descent.md": "# Gradient Descent\n\nStep against the gradient of the [[Loss]]. ^step\n",
+    "Summary.md": "# Summary\n\n![[Gradient Descent]]\n\n> [!note] Callout\n> Uses #ml too.\n",
+}
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    site = build_site(tmp_path_factory.mktemp("browser"), NOTES, unresolved=False)
+    handler = functools.partial(_QuietHandler, directory=str(site.site))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/", site
+    httpd.shutdown()
+    thread.join()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    if not CHROMIUM.exists():
+        pytest.skip("Chromium is not installed at /usr/bin/chromium")
+    with playwright_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--no-sandbox", "--disable-background-networking"],
+        )
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    """A page whose every request is recorded; requests that leave 127.0.0.1 are aborted."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    requests: list[str] = []
+    errors: list[str] = []
+
+    def route(route_request):
+        url = route_request.request.url
+        requests.append(url)
+        host = urlsplit(url).hostname
+        if url.startswith(("data:", "blob:")) or host == "127.0.0.1":
+            route_request.continue_()
+        else:
+            route_request.abort()
+
+    context.route("**/*", route)
+    opened = context.new_page()
+    opened.on("console", lambda message: message.type == "error" and errors.append(message.text))
+    opened.on("pageerror", lambda error: errors.append(str(error)))
+    yield opened
+    outside = [url for url in requests if not url.startswith(("data:", "blob:"))
+               and urlsplit(url).hostname != "127.0.0.1"]
+    assert outside == [], f"requests left 127.0.0.1: {outside}"
+    assert errors == [], f"console errors: {errors}"
+    context.close()
+
+
+def test_heading_link_lands_on_heading(page, server):
+    base, _site = server
+    page.goto(base)
+    page.click("a.kb-link:has-text('the derivation')")
+    page.wait_for_url("**/Loss/#derivation")
+    heading = page.locator("h2#derivation")
+    heading.wait_for()
+    box = heading.bounding_box()
+    assert box is not None and 0 <= box["y"] < 900
+
+
+def test_backlinks_and_local_graph(page, server):
+    base, _site = server
+    page.goto(base + "Gradient%20Descent/")
+    backlinks = page.locator(".kb-backlinks")
+    backlinks.scroll_into_view_if_needed()
+    assert backlinks.is_visible()
+    assert backlinks.locator("a.kb-backlink", has_text="Loss").count() == 1
+    local = page.locator(".kb-graph-local[data-kb-ready='1']")
+    local.wait_for(timeout=15000)
+    assert local.locator("canvas").first.is_visible()
+    assert int(local.get_attribute("data-kb-nodes")) >= 2
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "note-page.png"), full_page=True)
+
+
+def test_formula_renders(page, server):
+    base, _site = server
+    page.goto(base + "Loss/")
+    page.locator(".arithmatex .katex").first.wait_for()
+    assert page.locator(".arithmatex .katex-display").count() >= 1
+
+
+def test_transcluded_note_opens(page, server):
+    base, _site = server
+    page.goto(base + "Summary/")
+    embed = page.locator(".kb-embed")
+    assert "Step against the gradient" in embed.inner_text()
+    page.locator(".admonition.note").wait_for()
+    embed.locator("a.kb-embed-source").click()
+    page.wait_for_url("**/Gradient%20Descent/")
+    assert page.locator("article h1").first.inner_text().startswith("Gradient Descent")
+
+
+def test_global_graph_nodes_and_click(page, server):
+    base, _site = server
+    page.goto(base + "graph/")
+    graph = page.locator(".kb-graph-global[data-kb-ready='1']")
+    graph.wait_for(timeout=20000)
+    assert int(graph.get_attribute("data-kb-nodes")) == len(NOTES)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "graph-page.png"), full_page=True)
+
+    point = page.evaluate(
+        """() => {
+            const el = document.querySelector('.kb-graph-global');
+            const node = el.kbGraph.graphData().nodes.find(n => n.label === 'Summary');
+            const xy = el.kbGraph.graph2ScreenCoords(node.x, node.y);
+            const box = el.querySelector('canvas').getBoundingClientRect();
+            return {x: box.left + xy.x, y: box.top + xy.y};
+        }"""
+    )
+    page.mouse.move(point["x"], point["y"])
+    page.wait_for_timeout(300)
+    page.mouse.click(point["x"], point["y"])
+    page.wait_for_url("**/Summary/")
+    assert page.locator("article h1").first.inner_text().startswith("Summary")
