@@ -4,8 +4,8 @@
 # Cross-attention takes its queries from one sequence (the pixels of a feature map) and its
 # keys and values from another (the context, in Stable Diffusion the CLIP text-encoder output
 # of the prompt). This snippet builds `CrossAttention` and the `SpatialTransformer` block that
-# Stable Diffusion puts into its U-Net (Rombach et al. 2022, arXiv:2112.10752, eq. (3) and
-# appendix; layout read from CompVis/stable-diffusion, ldm/modules/attention.py), then checks
+# Stable Diffusion puts into its U-Net (Rombach et al. 2022, arXiv:2112.10752, section 3.3;
+# layout read from CompVis/stable-diffusion, ldm/modules/attention.py), then checks
 # what the context can and cannot change.
 #
 # Shape letters: B batch, N pixel tokens (X * Y), M context tokens, C channels, X and Y
