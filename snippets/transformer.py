@@ -218,22 +218,25 @@ if __name__ == "__main__":
 if __name__ == "__main__":
     import matplotlib.pyplot as plt
 
-    # Recompute the first block's attention weights for one sequence, averaged over heads.
+    # Recompute the last block's attention weights for one sequence, averaged over heads.
     sequence = torch.cat((test_digits[:1], torch.tensor([[SEPARATOR]]), prediction[:1]), dim=1)
     sequence = sequence[:, :-1]
+    num_tokens = sequence.shape[1]
     with torch.no_grad():
-        first = model.blocks[0]
-        x = model.embedding(sequence) * math.sqrt(model.embed_dim)
-        x = first.norm1(x + model.positions[: sequence.shape[1]])
-        q = first.attention.split_heads(first.attention.q_proj(x))
-        k = first.attention.split_heads(first.attention.k_proj(x))
+        x = model.embedding(sequence) * math.sqrt(model.embed_dim) + model.positions[:num_tokens]
+        for block in model.blocks[:-1]:
+            x = block(x, causal_mask(num_tokens))
+        last = model.blocks[-1]
+        normed = last.norm1(x)
+        q = last.attention.split_heads(last.attention.q_proj(normed))
+        k = last.attention.split_heads(last.attention.k_proj(normed))
         scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
-        scores = scores.masked_fill(~causal_mask(sequence.shape[1]), float("-inf"))
+        scores = scores.masked_fill(~causal_mask(num_tokens), float("-inf"))
         weights = scores.softmax(dim=-1).mean(dim=1)[0]  # (T, T)
 
     fig, ax = plt.subplots(figsize=(5, 4))
     ax.imshow(weights, cmap="viridis")
     ax.set_xlabel("key position")
     ax.set_ylabel("query position")
-    ax.set_title("Block 1 attention, mean over heads")
+    ax.set_title("Last block attention, mean over heads")
     plt.show()
