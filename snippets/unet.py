@@ -1,0 +1,312 @@
+# kb: timeout=60
+# %% [markdown]
+# # The U-Net of the DDPM GitHub model
+# A from-scratch rewrite of `Unet` in lucidrains/denoising-diffusion-pytorch (file
+# denoising_diffusion_pytorch/denoising_diffusion_pytorch.py, commit faed4db), the noise
+# predictor $\epsilon_\theta(x_t, t)$ of Ho et al. (2020), arXiv:2006.11239, section 4 and
+# appendix B, which in turn follows the PixelCNN++ U-Net with Wide ResNet blocks.
+#
+# Layout, for `dim_mults=(1, 2)` on an 8x8 image:
+#
+# - a 7x7 convolution lifts the image to `dim` channels;
+# - each down stage has two residual blocks (each gets the time embedding), one attention
+#   block, then a 2x downsample (no downsample on the last stage, a 3x3 convolution there);
+# - the middle has a residual block, full softmax attention, and another residual block;
+# - each up stage concatenates a skip connection before each of its two residual blocks,
+#   applies attention and upsamples 2x;
+# - a last residual block receives the output of the first convolution again, and a 1x1
+#   convolution maps to the output channels.
+#
+# Stages listed in `full_attn` use softmax `Attention` and the others `LinearAttention`,
+# both from the attention snippets. The GitHub default puts full attention only in the
+# innermost stage, where the feature map is smallest and the N x N attention matrix cheapest.
+#
+# Shape letters: B batch, C channels, X and Y height and width, E time-embedding width.
+
+# %%
+import math
+
+import torch
+from torch import nn
+
+from snippets.attention import Attention, ChannelRMSNorm
+from snippets.linear_attention import LinearAttention
+
+
+# %% Time embedding
+class SinusoidalTimeEmbedding(nn.Module):
+    """Map integer timesteps (B,) to (B, dim) features [sin(t w_i), cos(t w_i)].
+
+    The frequencies are w_i = theta^(-i / (dim/2 - 1)) for i = 0 .. dim/2 - 1, so the first
+    is 1 and the last 1/theta. This is the transformer position encoding of Vaswani et al.
+    (2017), section 3.5, with the sines and cosines in two halves instead of interleaved.
+    """
+
+    def __init__(self, dim, theta=10000):
+        super().__init__()
+        if dim % 2 != 0 or dim < 4:
+            raise ValueError(f"time embedding dim must be even and at least 4, got {dim}")
+        self.dim = dim
+        self.theta = theta
+
+    def forward(self, t):
+        half = self.dim // 2
+        exponent = torch.arange(half, device=t.device) / (half - 1)
+        frequencies = self.theta ** -exponent  # (dim/2,)
+        angles = t.float()[:, None] * frequencies[None, :]  # (B, dim/2)
+        return torch.cat((angles.sin(), angles.cos()), dim=-1)  # (B, dim)
+
+
+# %% Residual block
+class ConvBlock(nn.Module):
+    """3x3 convolution, RMS norm, optional scale-and-shift from the time embedding, SiLU."""
+
+    def __init__(self, dim_in, dim_out, dropout=0.0):
+        super().__init__()
+        self.proj = nn.Conv2d(dim_in, dim_out, 3, padding=1)
+        self.norm = ChannelRMSNorm(dim_out)
+        self.act = nn.SiLU()
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x, scale_shift=None):
+        x = self.norm(self.proj(x))
+        if scale_shift is not None:
+            scale, shift = scale_shift  # each (B, C, 1, 1)
+            x = x * (scale + 1) + shift
+        return self.dropout(self.act(x))
+
+
+class ResnetBlock(nn.Module):
+    """Two conv blocks plus a residual path. The time embedding sets a per-channel scale
+    and shift after the first block's norm (FiLM-style conditioning)."""
+
+    def __init__(self, dim_in, dim_out, time_dim, dropout=0.0):
+        super().__init__()
+        self.time_mlp = nn.Sequential(nn.SiLU(), nn.Linear(time_dim, dim_out * 2))
+        self.block1 = ConvBlock(dim_in, dim_out, dropout)
+        self.block2 = ConvBlock(dim_out, dim_out)
+        self.res_conv = nn.Conv2d(dim_in, dim_out, 1) if dim_in != dim_out else nn.Identity()
+
+    def forward(self, x, time_emb):
+        scale_shift = self.time_mlp(time_emb)[:, :, None, None].chunk(2, dim=1)  # (B, C, 1, 1) x 2
+        h = self.block1(x, scale_shift)
+        h = self.block2(h)
+        return h + self.res_conv(x)
+
+
+# %% Resampling
+def downsample(dim_in, dim_out):
+    """Halve X and Y without losing pixels: move each 2x2 patch into channels, then a 1x1 conv."""
+    return nn.Sequential(
+        nn.PixelUnshuffle(2),  # (B, C, X, Y) -> (B, 4C, X/2, Y/2), channel order (c, p1, p2)
+        nn.Conv2d(dim_in * 4, dim_out, 1),
+    )
+
+
+def upsample(dim_in, dim_out):
+    """Double X and Y by nearest-neighbour copying, then a 3x3 conv."""
+    return nn.Sequential(
+        nn.Upsample(scale_factor=2, mode="nearest"),
+        nn.Conv2d(dim_in, dim_out, 3, padding=1),
+    )
+
+
+# %% U-Net
+class UNet(nn.Module):
+    """Noise-prediction U-Net eps_theta(x_t, t), laid out like the GitHub model's `Unet`."""
+
+    def __init__(
+        self,
+        channels=1,  # C of the input and output images (3 for RGB, 4 for SD latents)
+        dim=16,  # base width; stage i has dim * dim_mults[i] channels (64 on GitHub)
+        dim_mults=(1, 2),  # width multiplier per resolution stage ((1, 2, 4, 8) on GitHub)
+        full_attn=None,  # per stage, True for softmax attention; None: only the last stage
+        attn_heads=4,  # heads in every attention block (4 on GitHub)
+        attn_dim_head=32,  # width per head (32 on GitHub)
+        init_dim=None,  # channels after the first 7x7 conv; None: dim
+        out_dim=None,  # output channels; None: channels (2x on GitHub with learned variance)
+        dropout=0.0,  # dropout in the first conv block of every residual block
+        theta=10000,  # base of the sinusoidal time-embedding frequencies
+    ):
+        super().__init__()
+        num_stages = len(dim_mults)
+        if full_attn is None:
+            full_attn = (False,) * (num_stages - 1) + (True,)
+        full_attn = tuple(full_attn)
+        if len(full_attn) != num_stages:
+            raise ValueError(
+                f"full_attn has {len(full_attn)} entries but dim_mults has {num_stages} stages"
+            )
+
+        self.channels = channels
+        self.out_dim = out_dim or channels
+        init_dim = init_dim or dim
+        self.init_conv = nn.Conv2d(channels, init_dim, 7, padding=3)
+
+        dims = [init_dim] + [dim * m for m in dim_mults]
+        in_out = list(zip(dims[:-1], dims[1:]))  # (channels in, channels out) per stage
+
+        # A two-layer MLP widens the embedding of t to 4 * dim, and every residual block
+        # reads the result.
+        time_dim = dim * 4
+        self.time_mlp = nn.Sequential(
+            SinusoidalTimeEmbedding(dim, theta),
+            nn.Linear(dim, time_dim),
+            nn.GELU(),
+            nn.Linear(time_dim, time_dim),
+        )
+
+        def attention_block(width, full):
+            kind = Attention if full else LinearAttention
+            return kind(width, heads=attn_heads, dim_head=attn_dim_head)
+
+        self.downs = nn.ModuleList()
+        for i, ((dim_in, dim_out), full) in enumerate(zip(in_out, full_attn)):
+            is_last = i == num_stages - 1
+            self.downs.append(nn.ModuleList([
+                ResnetBlock(dim_in, dim_in, time_dim, dropout),
+                ResnetBlock(dim_in, dim_in, time_dim, dropout),
+                attention_block(dim_in, full),
+                nn.Conv2d(dim_in, dim_out, 3, padding=1) if is_last else downsample(dim_in, dim_out),
+            ]))
+
+        mid_dim = dims[-1]
+        self.mid_block1 = ResnetBlock(mid_dim, mid_dim, time_dim, dropout)
+        self.mid_attn = Attention(mid_dim, heads=attn_heads, dim_head=attn_dim_head)
+        self.mid_block2 = ResnetBlock(mid_dim, mid_dim, time_dim, dropout)
+
+        # The up path mirrors the down path. Each residual block also reads one skip.
+        self.ups = nn.ModuleList()
+        for i, ((dim_in, dim_out), full) in enumerate(zip(reversed(in_out), reversed(full_attn))):
+            is_last = i == num_stages - 1
+            self.ups.append(nn.ModuleList([
+                ResnetBlock(dim_out + dim_in, dim_out, time_dim, dropout),
+                ResnetBlock(dim_out + dim_in, dim_out, time_dim, dropout),
+                attention_block(dim_out, full),
+                nn.Conv2d(dim_out, dim_in, 3, padding=1) if is_last else upsample(dim_out, dim_in),
+            ]))
+
+        self.final_res_block = ResnetBlock(init_dim * 2, init_dim, time_dim, dropout)
+        self.final_conv = nn.Conv2d(init_dim, self.out_dim, 1)
+
+    @property
+    def downsample_factor(self):
+        return 2 ** (len(self.downs) - 1)
+
+    def forward(self, x, t, trace=None):
+        """Predict the noise in x (B, C, X, Y) at integer timesteps t (B,).
+
+        When `trace` is a list, (step name, output shape) pairs are appended to it.
+        """
+        factor = self.downsample_factor
+        if x.shape[-2] % factor or x.shape[-1] % factor:
+            raise ValueError(
+                f"image size {tuple(x.shape[-2:])} must be divisible by {factor} "
+                f"for {len(self.downs)} stages; pad the input or use fewer dim_mults"
+            )
+        record = trace.append if trace is not None else (lambda item: None)
+
+        x = self.init_conv(x)
+        r = x.clone()
+        t_emb = self.time_mlp(t)  # (B, E)
+        record(("init conv", tuple(x.shape)))
+
+        skips = []
+        for i, (block1, block2, attn, down) in enumerate(self.downs):
+            x = block1(x, t_emb)
+            skips.append(x)
+            x = block2(x, t_emb)
+            x = attn(x) + x
+            skips.append(x)
+            x = down(x)
+            record((f"down {i} ({type(attn).__name__})", tuple(x.shape)))
+
+        x = self.mid_block1(x, t_emb)
+        x = self.mid_attn(x) + x
+        x = self.mid_block2(x, t_emb)
+        record(("middle (Attention)", tuple(x.shape)))
+
+        for i, (block1, block2, attn, up) in enumerate(self.ups):
+            x = block1(torch.cat((x, skips.pop()), dim=1), t_emb)
+            x = block2(torch.cat((x, skips.pop()), dim=1), t_emb)
+            x = attn(x) + x
+            x = up(x)
+            record((f"up {i} ({type(attn).__name__})", tuple(x.shape)))
+
+        x = self.final_res_block(torch.cat((x, r), dim=1), t_emb)
+        x = self.final_conv(x)
+        record(("final conv", tuple(x.shape)))
+        return x
+
+
+def count_parameters(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+# %% Shapes stage by stage
+if __name__ == "__main__":
+    torch.manual_seed(0)
+    model = UNet(channels=1, dim=16, dim_mults=(1, 2), full_attn=(False, True))
+    x = torch.randn(4, 1, 8, 8)
+    t = torch.randint(0, 1000, (4,))
+    trace = []
+    out = model(x, t, trace=trace)
+
+    print(f"UNet(dim=16, dim_mults=(1, 2)) on 8x8 digits: {count_parameters(model):,} parameters")
+    print(f"{'step':<26} {'output shape (B, C, X, Y)':>26}")
+    print(f"{'input':<26} {str(tuple(x.shape)):>26}")
+    for name, shape in trace:
+        print(f"{name:<26} {str(shape):>26}")
+    assert out.shape == x.shape, f"output {tuple(out.shape)} differs from input {tuple(x.shape)}"
+
+# %% Every supported layout preserves shapes
+if __name__ == "__main__":
+    layouts = [
+        # (channels, dim_mults, full_attn, image size)
+        (1, (1,), (True,), 8),
+        (1, (1, 2), (False, True), 8),
+        (1, (1, 2), (True, True), 8),
+        (1, (1, 2), (False, False), 16),
+        (1, (1, 2, 4), (False, False, True), 8),
+        (4, (1, 2), (False, True), 4),
+        (3, (1, 2, 4, 8), None, 16),
+    ]
+    print(f"{'channels':>8} {'dim_mults':>13} {'full_attn':>22} {'size':>5} {'params':>9}")
+    for channels, dim_mults, full_attn, size in layouts:
+        model = UNet(channels=channels, dim=8, dim_mults=dim_mults, full_attn=full_attn,
+                     attn_heads=2, attn_dim_head=8)
+        x = torch.randn(2, channels, size, size)
+        out = model(x, torch.tensor([0, 999]))
+        print(f"{channels:>8} {str(dim_mults):>13} {str(full_attn):>22} {size:>5} "
+              f"{count_parameters(model):>9,}")
+        assert out.shape == x.shape, f"{dim_mults}: output {tuple(out.shape)} vs {tuple(x.shape)}"
+
+    # A size that the stages cannot halve is rejected with a clear error.
+    try:
+        UNet(dim=8, dim_mults=(1, 2, 4))(torch.randn(1, 1, 6, 6), torch.tensor([0]))
+    except ValueError as error:
+        print(f"6x6 input with 3 stages: ValueError: {error}")
+    else:
+        raise AssertionError("a 6x6 input with 3 stages was accepted")
+
+# %% Time embedding and downsampling against their formulas
+if __name__ == "__main__":
+    embedding = SinusoidalTimeEmbedding(16)
+    t = torch.tensor([0, 1, 250, 999])
+    half = torch.arange(8, dtype=torch.float64)
+    expected_freq = torch.exp(-math.log(10000) * half / 7)
+    angles = t.double()[:, None] * expected_freq
+    expected = torch.cat((angles.sin(), angles.cos()), dim=1)
+    err = (embedding(t).double() - expected).abs().max().item()
+    print(f"time embedding against sin/cos formula: max error {err:.2e}")
+    assert err < 1e-3, f"time embedding differs from formula by {err:.2e}"
+
+    # PixelUnshuffle puts pixel (2i + p1, 2j + p2) of channel c at channel 4c + 2 p1 + p2.
+    image = torch.arange(2 * 4 * 4.0).reshape(1, 2, 4, 4)
+    unshuffled = nn.PixelUnshuffle(2)(image)
+    for c in range(2):
+        for p1 in range(2):
+            for p2 in range(2):
+                expected_patch = image[0, c, p1::2, p2::2]
+                assert torch.equal(unshuffled[0, 4 * c + 2 * p1 + p2], expected_patch), (c, p1, p2)
+    print("PixelUnshuffle matches the (c, p1, p2) channel order of the GitHub Downsample")
