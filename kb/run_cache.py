@@ -8,7 +8,8 @@ The key is a SHA-256 over everything that can change what a unit prints:
 - every project-local module it imports, followed transitively: imports are read with ``ast``
   from the unit and from each module found, and resolved against the unit's folder and the
   project root the way ``sys.path`` would resolve them;
-- the files and folders a snippet declares with ``data=``;
+- the files and folders a snippet declares with ``data=``, and its timeout, so that raising the
+  timeout of a snippet that timed out runs it again;
 - the Python version, the installed torch version and, for snippets that declare ``gpu``,
   whether a GPU is present.
 
@@ -40,7 +41,7 @@ from kb.snippets import RunUnit, gpu_present
 
 __all__ = ["CACHE_FORMAT", "ResultCache", "cache_key", "local_modules"]
 
-CACHE_FORMAT = "kb-run-1"
+CACHE_FORMAT = "kb-run-2"
 """Bumped whenever the key or the record layout changes, so old entries stop matching."""
 
 
@@ -169,6 +170,7 @@ def cache_key(unit: RunUnit, root: Path) -> str:
         "kind": unit.kind,
         "folder": fence_folder if fence_folder is not None else _label(unit.cwd, [root]),
         "code": code,
+        "timeout": unit.timeout,
         "modules": [[_label(module, label_roots), _hash_file(module)] for module in modules],
         "data": [[_label(item, label_roots), _hash_data(item)] for item in unit.data],
         "python": f"{platform.python_implementation()} {sys.version}",

@@ -176,22 +176,35 @@ def _build_notebook(unit: RunUnit) -> Any:
 
 
 def _syntax_problem(unit: RunUnit) -> dict[str, Any] | None:
-    """Return a failure record for the first code cell that is not valid Python, else None."""
+    """Return a worker-style outcome for the first code cell that is not valid Python, else None."""
     flags = ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
     for index, cell in enumerate(unit.code_cells):
         try:
             compile(cell.source, unit.name, "exec", flags=flags)
         except SyntaxError as error:
-            status = "fragment" if unit.kind == "fence" else "failed"
             return {
-                "status": status,
+                "status": "syntax",
                 "ename": type(error).__name__,
                 "evalue": error.msg,
-                "error_cell": index,
-                "error_cell_line": error.lineno or 1,
-                "traceback": "",
+                "cell": index,
+                "line": error.lineno or 1,
+                "traceback": [],
             }
     return None
+
+
+def _summary(classified: dict[str, Any]) -> str | None:
+    """Return the one-line error of a classified outcome, or None when it passed."""
+    if classified["status"] == "passed":
+        return None
+    ename = classified["ename"] or "Error"
+    evalue = (classified["evalue"] or "").strip()
+    summary = f"{ename}: {evalue}" if evalue else ename
+    if classified["status"] == "missing-dependency":
+        summary = f"{summary}; install {classified['missing_package']}"
+    elif classified["status"] == "fragment":
+        summary = f"{summary}; the fence is not complete code on its own"
+    return summary.splitlines()[0]
 
 
 def _missing_module(evalue: str) -> str | None:
@@ -223,7 +236,8 @@ class Runner:
         self.kb_dir = (Path(cache_dir) if cache_dir else self.root / ".kb").resolve()
         self.cache = ResultCache(self.kb_dir / "cache")
         self.log_path = self.kb_dir / "run.log"
-        self.trusted_dirs = [Path(d).resolve() for d in (trusted_dirs or [self.root])]
+        trusted = [self.root] if trusted_dirs is None else trusted_dirs
+        self.trusted_dirs = [Path(folder).resolve() for folder in trusted]
         self.trust = trust
         self.force = force
         self.jobs = max(1, jobs)
@@ -241,10 +255,10 @@ class Runner:
             return
         path = unit.path.resolve()
         if not any(path.is_relative_to(folder) for folder in self.trusted_dirs):
-            folders = ", ".join(str(folder) for folder in self.trusted_dirs)
+            folders = ", ".join(str(folder) for folder in self.trusted_dirs) or "none"
             raise UntrustedCodeError(
                 f"refusing to run {path}: it is outside this project's snippets and vault "
-                f"({folders}). Pass --trust to run code from another folder"
+                f"(trusted folders: {folders}). Pass --trust to run code from another vault"
             )
 
     def run(
@@ -283,7 +297,7 @@ class Runner:
 
         problem = _syntax_problem(unit)
         if problem is not None:
-            return self._result_from_record(unit, problem, key=None, cached=False, executed=False)
+            return self._result_from_record(unit, {"outcome": problem}, key=None, cached=False, executed=False)
 
         key = cache_key(unit, self.root)
         with self.cache.lock(key):
@@ -301,7 +315,7 @@ class Runner:
             return RunResult(unit=unit, status="skipped", error=unit.skip_reason)
         problem = _syntax_problem(unit)
         if problem is not None:
-            return self._result_from_record(unit, problem, key=None, cached=False, executed=False)
+            return self._result_from_record(unit, {"outcome": problem}, key=None, cached=False, executed=False)
         key = cache_key(unit, self.root)
         record = self.cache.get(key)
         if record is None:
@@ -391,10 +405,19 @@ class Runner:
             finally:
                 with self._workers_lock:
                     self._workers.discard(process)
-            record = self._classify(unit, outcome)
-            record["duration"] = time.monotonic() - started
-            record["timestamp"] = timestamp
-            record["unit"] = unit.name
+            outcome["timeout"] = unit.timeout
+            classified = self._classify(unit, outcome)
+            # status and error are for readers of result.json; results are classified again
+            # from the raw outcome when read, so classification fixes apply without re-running.
+            record = {
+                "status": classified["status"],
+                "error": _summary(classified),
+                "duration": time.monotonic() - started,
+                "timestamp": timestamp,
+                "unit": unit.name,
+                "truncated": bool(outcome.get("truncated")),
+                "outcome": outcome,
+            }
             notebook = job_dir / "executed.ipynb"
             self.cache.put(key, record, notebook if notebook.is_file() else None)
             return record
@@ -410,52 +433,64 @@ class Runner:
             return {"status": "crashed", "evalue": f"worker exited with code {returncode}: {last_lines}"}
 
     def _classify(self, unit: RunUnit, outcome: dict[str, Any]) -> dict[str, Any]:
-        """Turn a worker outcome into a cache record with one of :data:`STATUSES`."""
-        record: dict[str, Any] = {
+        """Derive the status, error and error position of a worker outcome.
+
+        Returns a dict with ``status`` (one of :data:`STATUSES`), ``ename``, ``evalue``,
+        ``cell`` and ``line`` (0-based code cell, 1-based line in it), ``execution_count``,
+        ``traceback`` (text without colour codes) and ``missing_package``.
+        """
+        traceback = outcome.get("traceback") or []
+        if isinstance(traceback, list):
+            traceback = "\n".join(traceback)
+        classified: dict[str, Any] = {
             "status": "passed",
             "ename": outcome.get("ename"),
             "evalue": outcome.get("evalue"),
-            "error_cell": outcome.get("cell"),
-            "error_cell_line": None,
-            "traceback": ANSI_ESCAPE.sub("", "\n".join(outcome.get("traceback") or [])),
+            "cell": outcome.get("cell"),
+            "line": outcome.get("line"),
+            "execution_count": None,
+            "traceback": ANSI_ESCAPE.sub("", traceback),
             "missing_package": None,
-            "truncated": bool(outcome.get("truncated")),
         }
         state = outcome.get("status")
         if state == "ok":
-            return record
-        record["status"] = "failed"
+            return classified
+        classified["status"] = "failed"
+        if state == "syntax":
+            if unit.kind == "fence":
+                classified["status"] = "fragment"
+            return classified
         if state == "timeout":
-            record["ename"] = "TimeoutError"
-            record["evalue"] = f"timed out after {unit.timeout:g} s"
-            return record
+            classified["ename"] = "TimeoutError"
+            classified["evalue"] = f"timed out after {outcome.get('timeout', unit.timeout):g} s"
+            return classified
         if state == "dead":
-            record["ename"] = "DeadKernelError"
-            record["evalue"] = "the kernel died (crash, os._exit or out of memory)"
-            return record
+            classified["ename"] = "DeadKernelError"
+            classified["evalue"] = "the kernel died (crash, os._exit or out of memory)"
+            return classified
         if state != "error":
-            record["ename"] = "RunnerError"
-            return record
+            classified["ename"] = "RunnerError"
+            return classified
 
-        ename = record["ename"] or ""
-        evalue = record["evalue"] or ""
-        frames = CELL_FRAME.findall(record["traceback"])
+        ename = classified["ename"] or ""
+        evalue = classified["evalue"] or ""
+        frames = CELL_FRAME.findall(classified["traceback"])
         if frames:
-            record["error_cell_line"] = int(frames[-1][1])
-            record["error_execution_count"] = int(frames[-1][0])
+            classified["execution_count"] = int(frames[-1][0])
+            classified["line"] = int(frames[-1][1])
         module = _missing_module(evalue) if ename == "ModuleNotFoundError" else None
         if module is not None and not self._is_local_module(unit, module):
-            record["status"] = "missing-dependency"
+            classified["status"] = "missing-dependency"
             top = module.split(".")[0]
-            record["missing_package"] = PACKAGE_NAMES.get(top, top)
+            classified["missing_package"] = PACKAGE_NAMES.get(top, top)
         elif unit.kind == "fence" and ename == "NameError":
             name = undefined_name(evalue)
             sources = [cell.source for cell in unit.code_cells]
             if name is not None and not binds_name(sources, name):
-                record["status"] = "fragment"
+                classified["status"] = "fragment"
         elif unit.kind == "fence" and ename in ("SyntaxError", "IndentationError", "TabError"):
-            record["status"] = "fragment"
-        return record
+            classified["status"] = "fragment"
+        return classified
 
     def _is_local_module(self, unit: RunUnit, module: str) -> bool:
         top = module.split(".")[0]
@@ -470,10 +505,11 @@ class Runner:
         self, unit: RunUnit, record: dict[str, Any], *, key: str | None, cached: bool, executed: bool
     ) -> RunResult:
         notebook = self.cache.notebook_path(key) if key else None
+        classified = self._classify(unit, record["outcome"])
         result = RunResult(
             unit=unit,
-            status=record["status"],
-            missing_package=record.get("missing_package"),
+            status=classified["status"],
+            missing_package=classified["missing_package"],
             duration=record.get("duration", 0.0),
             cached=cached,
             executed=executed,
@@ -485,24 +521,16 @@ class Runner:
             return result
 
         execution_counts = self._execution_counts(result.notebook)
-        cell = record.get("error_cell")
-        count = record.get("error_execution_count")
+        cell = classified["cell"]
+        count = classified["execution_count"]
         if count is not None and count in execution_counts:
             cell = execution_counts[count]
         line = None
         if cell is not None and cell < len(unit.code_cells):
-            line = unit.location_of(cell, record.get("error_cell_line") or 1)
+            line = unit.location_of(cell, classified["line"] or 1)
         result.location = f"{unit.label}:{line if line is not None else unit.line}"
-
-        ename = record.get("ename") or "Error"
-        evalue = record.get("evalue") or ""
-        summary = f"{ename}: {evalue}".strip().rstrip(":")
-        if result.status == "missing-dependency":
-            summary = f"{summary}; install {result.missing_package}"
-        elif result.status == "fragment":
-            summary = f"{summary}; the fence is not complete code on its own"
-        result.error = summary.splitlines()[0] if summary else ename
-        result.traceback = self._remap_traceback(unit, record.get("traceback") or "", execution_counts)
+        result.error = _summary(classified)
+        result.traceback = self._remap_traceback(unit, classified["traceback"], execution_counts)
         return result
 
     @staticmethod

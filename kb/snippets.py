@@ -281,9 +281,12 @@ def _relative_label(path: Path, root: Path) -> str:
 def _bound_names(tree: ast.AST) -> set[str]:
     """Collect every name the code binds anywhere: assignments, defs, imports, loop targets."""
     names: set[str] = set()
+    # `total += 1` needs `total` to exist already, so an augmented assignment binds nothing.
+    augmented = {id(node.target) for node in ast.walk(tree) if isinstance(node, ast.AugAssign)}
     for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
-            names.add(node.id)
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            if id(node) not in augmented:
+                names.add(node.id)
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             names.add(node.name)
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
