@@ -14,6 +14,8 @@ from kb.cli import main
 from kb.model import Note
 from kb.parse import parse_note
 from kb.project import Project
+from run_results import execute_snippets, install_results
+
 from kb.questions import (
     asks_question,
     check_problems,
@@ -199,14 +201,10 @@ Text.
 """
 
 
-def _store_result(root: Path, snippet: str, status: str) -> None:
-    from kb.run_cache import ResultCache, cache_key
-    from kb.snippets import read_snippet
-
-    unit = read_snippet(root / "snippets" / snippet, root)
-    record = {"status": status, "ename": "ValueError" if status == "failed" else None,
-              "evalue": "bad value" if status == "failed" else None}
-    ResultCache(root / ".kb" / "cache").put(cache_key(unit, root), record, None)
+@pytest.fixture(scope="module")
+def executed(tmp_path_factory) -> Path:
+    """A scratch project whose snippets the runner has executed once."""
+    return execute_snippets(tmp_path_factory.mktemp("executed"))
 
 
 def _question(project: Project, block_id: str):
@@ -233,25 +231,32 @@ def test_answer_link_on_question_line(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("stored", "expected"),
-    [(None, "not run"), ("passed", "passed"), ("failed", "failed"), ("missing-dependency", "failed")],
+    ("snippet", "expected"),
+    [("cold.py", "passed"), ("broken.py", "failed"), ("nodep.py", "failed")],
 )
-def test_code_status_from_runner_cache(tmp_path: Path, stored: str | None, expected: str) -> None:
+def test_code_status_from_runner_cache(tmp_path: Path, executed: Path, snippet: str, expected: str) -> None:
     root = _make_project(tmp_path)
-    (root / "docs" / "Cold diffusion.md").write_text(ANSWER, encoding="utf-8")
-    (root / "snippets" / "cold.py").write_text("print('blurred')\n", encoding="utf-8")
-    if stored is not None:
-        _store_result(root, "cold.py", stored)
+    (root / "docs" / "Cold diffusion.md").write_text(ANSWER.replace("cold.py", snippet), encoding="utf-8")
+    install_results(executed, root, snippet)
     question = _question(Project.discover(root), "q-cold-diffusion")
     assert question.code == expected
-    assert [s.path for s in question.snippets] == ["snippets/cold.py"]
+    assert [s.path for s in question.snippets] == [f"snippets/{snippet}"]
 
 
-def test_code_status_stale_after_edit(tmp_path: Path) -> None:
+def test_code_status_never_run(tmp_path: Path) -> None:
     root = _make_project(tmp_path)
     (root / "docs" / "Cold diffusion.md").write_text(ANSWER, encoding="utf-8")
     (root / "snippets" / "cold.py").write_text("print('blurred')\n", encoding="utf-8")
-    _store_result(root, "cold.py", "passed")
+    question = _question(Project.discover(root), "q-cold-diffusion")
+    assert question.code == "not run"
+    assert question.state == "needs code"
+
+
+def test_code_status_stale_after_edit(tmp_path: Path, executed: Path) -> None:
+    root = _make_project(tmp_path)
+    (root / "docs" / "Cold diffusion.md").write_text(ANSWER, encoding="utf-8")
+    install_results(executed, root, "cold.py")
+    assert _question(Project.discover(root), "q-cold-diffusion").code == "passed"
     (root / "snippets" / "cold.py").write_text("print('changed')\n", encoding="utf-8")
     assert _question(Project.discover(root), "q-cold-diffusion").code == "not run"
 
@@ -291,21 +296,19 @@ def test_check_answer_without_code(tmp_path: Path) -> None:
     assert _codes(problems, "error") == ["answer-without-code"]
 
 
-def test_check_failed_snippet(tmp_path: Path) -> None:
+def test_check_failed_snippet(tmp_path: Path, executed: Path) -> None:
     root = _make_project(tmp_path)
-    (root / "docs" / "Cold diffusion.md").write_text(ANSWER, encoding="utf-8")
-    (root / "snippets" / "cold.py").write_text("raise ValueError('bad value')\n", encoding="utf-8")
-    _store_result(root, "cold.py", "failed")
+    (root / "docs" / "Cold diffusion.md").write_text(ANSWER.replace("cold.py", "broken.py"), encoding="utf-8")
+    install_results(executed, root, "broken.py")
     problems = [p for p in check_problems(Project.discover(root), _Args()) if p.path == "Cold diffusion.md"]
     assert _codes(problems, "error") == ["snippet-failed"]
     assert "ValueError: bad value" in next(p.message for p in problems if p.code == "snippet-failed")
 
 
-def test_check_own_words_info_unless_required(tmp_path: Path) -> None:
+def test_check_own_words_info_unless_required(tmp_path: Path, executed: Path) -> None:
     root = _make_project(tmp_path)
     (root / "docs" / "Cold diffusion.md").write_text(ANSWER, encoding="utf-8")
-    (root / "snippets" / "cold.py").write_text("print(1)\n", encoding="utf-8")
-    _store_result(root, "cold.py", "passed")
+    install_results(executed, root, "cold.py")
     project = Project.discover(root)
     relaxed = [p for p in check_problems(project, _Args()) if p.path == "Cold diffusion.md"]
     strict = [p for p in check_problems(project, _Args(True)) if p.path == "Cold diffusion.md"]
@@ -313,12 +316,11 @@ def test_check_own_words_info_unless_required(tmp_path: Path) -> None:
     assert [(p.code, p.severity) for p in strict] == [("own-words-missing", "error")]
 
 
-def test_check_command_has_require_own_words(tmp_path: Path, monkeypatch, capsys) -> None:
+def test_check_command_has_require_own_words(tmp_path: Path, executed: Path, monkeypatch, capsys) -> None:
     root = _make_project(tmp_path, with_person_note=False)
     (root / "docs" / "Q.md").write_text("Why? [[A|answer]]\n", encoding="utf-8")
-    (root / "docs" / "A.md").write_text("![[a.py]]\n\n## In my own words\n\n> [!prompt] Go.\n", encoding="utf-8")
-    (root / "snippets" / "a.py").write_text("print(1)\n", encoding="utf-8")
-    _store_result(root, "a.py", "passed")
+    (root / "docs" / "A.md").write_text("![[cold.py]]\n\n## In my own words\n\n> [!prompt] Go.\n", encoding="utf-8")
+    install_results(executed, root, "cold.py")
     monkeypatch.chdir(root)
     assert main(["check"]) == 0
     assert main(["check", "--require-own-words"]) == 1
@@ -424,12 +426,11 @@ def test_escape_text() -> None:
     assert escape_text("a|b [c] <d> & `e`") == "a\\|b \\[c\\] &lt;d&gt; &amp; \\`e\\`"
 
 
-def test_progress_line(tmp_path: Path) -> None:
+def test_progress_line(tmp_path: Path, executed: Path) -> None:
     root = _make_project(tmp_path)
     text = ANSWER.replace("> [!prompt] Explain it.\n", "> [!prompt] Explain it.\n\nMine.\n")
     (root / "docs" / "Cold diffusion.md").write_text(text, encoding="utf-8")
-    (root / "snippets" / "cold.py").write_text("print(1)\n", encoding="utf-8")
-    _store_result(root, "cold.py", "passed")
+    install_results(executed, root, "cold.py")
     assert progress_markdown(Project.discover(root)) == (
         "Answered with passing code 1 of 10, explained in own words 1 of 10."
     )

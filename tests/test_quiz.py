@@ -12,9 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-import nbformat
 import pytest
-from nbformat.v4 import new_code_cell, new_notebook, new_output
+from run_results import SNIPPETS, execute_snippets, install_results
 
 from kb.cli import main
 from kb.own_words import read_own_words
@@ -63,20 +62,14 @@ def _project(tmp_path: Path, hidden_explained: str | None = "2026-12-01") -> Pat
     hidden = "" if hidden_explained is None else \
         f"\nCarried forward.\n<!-- kb: explained {hidden_explained} -->\n"
     (docs / "Hidden.md").write_text(ANSWER.format(explanation=hidden, snippet="hidden.py"), encoding="utf-8")
-    (tmp_path / "snippets" / "cold.py").write_text("print('loss 0.125')\n", encoding="utf-8")
+    (tmp_path / "snippets" / "cold.py").write_text(SNIPPETS["cold.py"], encoding="utf-8")
     return tmp_path
 
 
-def _store_passing_with_output(root: Path, snippet: str, printed: str) -> None:
-    from kb.run_cache import ResultCache, cache_key
-    from kb.snippets import read_snippet
-
-    unit = read_snippet(root / "snippets" / snippet, root)
-    notebook = new_notebook(cells=[new_code_cell("print()", outputs=[
-        new_output("stream", name="stdout", text=printed)])])
-    path = root / "executed.ipynb"
-    nbformat.write(notebook, path)
-    ResultCache(root / ".kb" / "cache").put(cache_key(unit, root), {"status": "passed"}, path)
+@pytest.fixture(scope="module")
+def executed(tmp_path_factory) -> Path:
+    """A scratch project whose snippets the runner has executed once."""
+    return execute_snippets(tmp_path_factory.mktemp("executed"))
 
 
 def _questions(root: Path):
@@ -177,9 +170,9 @@ def test_dry_run_changes_nothing(tmp_path: Path) -> None:
     assert _snapshot(root) == before
 
 
-def test_quiz_through_stdin(tmp_path: Path) -> None:
+def test_quiz_through_stdin(tmp_path: Path, executed: Path) -> None:
     root = _project(tmp_path)
-    _store_passing_with_output(root, "cold.py", "step 1\nloss 0.125\n")
+    install_results(executed, root, "cold.py")
     hidden_before = (root / "docs" / "Hidden.md").read_bytes()
     completed = _quiz(root, "Blur is the corruption,\nso undo the blur.\n.\nthis line is not read\n")
     assert completed.returncode == 0, completed.stderr
