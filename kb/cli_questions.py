@@ -126,14 +126,14 @@ def _own_words_label(question: Question) -> str:
 def command_questions(args: argparse.Namespace) -> int:
     project = Project.discover(vault=args.vault)
     questions = collect_questions(project)
-    shown = [question for question in questions if not args.open or question.state != "done"]
+    selected = [question for question in questions if not args.open or question.state != "done"]
     if args.format == "json":
-        json.dump([question.record() for question in shown], sys.stdout, indent=2, ensure_ascii=False)
+        json.dump([question.record() for question in selected], sys.stdout, indent=2, ensure_ascii=False)
         print()
         return 0
 
     rows = [("WHERE", "STATE", "CODE", "OWN WORDS", "QUESTION", "ANSWER")]
-    for question in shown:
+    for question in selected:
         if question.answer is not None:
             answer = question.answer
         elif question.answer_missing:
@@ -164,11 +164,11 @@ def _find_question(questions: list[Question], query: str) -> Question:
     by_id = [question for question in questions if question.block_id == block]
     if by_id:
         return by_id[0]
-    wanted = " ".join(query.split()).casefold()
-    exact = [question for question in questions if question.text.casefold() == wanted]
+    expected_text = " ".join(query.split()).casefold()
+    exact = [question for question in questions if question.text.casefold() == expected_text]
     if len(exact) == 1:
         return exact[0]
-    partial = [question for question in questions if wanted and wanted in question.text.casefold()]
+    partial = [question for question in questions if expected_text and expected_text in question.text.casefold()]
     if len(partial) == 1:
         return partial[0]
     if not partial:
@@ -311,10 +311,10 @@ def _read_from_editor(note_name: str, questions: list[Question]) -> str:
     editor = os.environ.get("VISUAL") or os.environ.get("EDITOR")
     if not editor:
         raise ExplanationError("no editor: set $EDITOR (or $VISUAL), or pass --from FILE or --from -")
-    asked = "\n".join(f"     Question: {question.text}" for question in questions)
+    question_lines = "\n".join(f"     Question: {question.text}" for question in questions)
     template = (
         f"\n\n{_EDITOR_CUT} about \"{note_name}\", in your own words.\n"
-        f"{asked}\n"
+        f"{question_lines}\n"
         "     Everything from this comment on is ignored. Save and quit to store the text;\n"
         "     save it empty to cancel. -->\n"
     )
