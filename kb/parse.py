@@ -596,26 +596,42 @@ def _parse_inline(note: Note, masked: str, lines: _Lines) -> str:
     """Record wikilinks and Markdown links; return the text with links, code and math blanked."""
     parts: list[str] = []
     last = 0
+    dropped = 0
+    first_dropped = 0
     for match in _INLINE.finditer(masked, note.body_start):
         group = match.lastgroup
         start, end = match.span()
-        if group == "wikilink":
-            # "[[ ]]" is text, like "[[]]": a wikilink needs something between the brackets.
-            if match.group("inner").strip() and len(note.links) < MAX_LINKS_PER_NOTE:
-                note.links.append(
-                    _wikilink(
-                        note, match.group(), match.group("inner"), bool(match.group("bang")),
-                        lines.line_of(start), start, end,
-                    )
+        link = None
+        # "[[ ]]" is text, like "[[]]": a wikilink needs something between the brackets.
+        if group == "wikilink" and match.group("inner").strip():
+            if len(note.links) < MAX_LINKS_PER_NOTE:
+                link = _wikilink(
+                    note, match.group(), match.group("inner"), bool(match.group("bang")),
+                    lines.line_of(start), start, end,
                 )
+            else:
+                dropped += 1
         elif group == "mdlink":
             link = _markdown_link(note, match, lines)
-            if link is not None and len(note.links) < MAX_LINKS_PER_NOTE:
-                note.links.append(link)
+            if link is not None and len(note.links) >= MAX_LINKS_PER_NOTE:
+                link = None
+                dropped += 1
+        if link is not None:
+            note.links.append(link)
+        elif dropped == 1 and not first_dropped:
+            first_dropped = lines.line_of(start)
         parts.append(masked[last:start])
         parts.append(blank(match.group()))
         last = end
     parts.append(masked[last:])
+    if dropped:
+        note.problems.append(
+            Problem(
+                note.path, first_dropped, "warning", "too-many-links",
+                f"note has over {MAX_LINKS_PER_NOTE} links, so the {dropped} more links from "
+                "this line on are ignored; split the note",
+            )
+        )
     return "".join(parts)
 
 
