@@ -341,6 +341,22 @@ def _read_source(source: str) -> str:
         raise ExplanationError(f"cannot read {source} ({error.strerror})") from None
 
 
+def _keep_unsaved(project: Project, note_name: str, explanation: str) -> Path:
+    """Store an explanation that could not be saved, so the typed text is not lost."""
+    folder = project.cache_dir / "unsaved"
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = folder / f"{_snippet_name(note_name)[:-3]}-{stamp}.md"
+    path.write_text(explanation, encoding="utf-8")
+    return path
+
+
+def _report_unsaved(project: Project, note_name: str, explanation: str, error: Exception) -> int:
+    kept = _keep_unsaved(project, note_name, explanation)
+    return _error(f"{error}\nYour text is kept in {kept}; save it with "
+                  f"kb explain \"{note_name}\" --from \"{kept}\"")
+
+
 def command_explain(args: argparse.Namespace) -> int:
     project = Project.discover(vault=args.vault)
     vault = project.vault
@@ -355,7 +371,12 @@ def command_explain(args: argparse.Namespace) -> int:
             explanation = _read_source(args.source)
         else:
             explanation = _read_from_editor(note.name, _questions_for(project, note.path))
+    except ExplanationError as error:
+        return _error(str(error))
+    try:
         state = save_explanation(snapshot, explanation)
+    except ConcurrentChangeError as error:
+        return _report_unsaved(project, note.name, explanation, error)
     except ExplanationError as error:
         return _error(str(error))
     print(f"saved {state.words} words to {note.path}:{state.line} ({SECTION_TITLE}, {state.date})")
@@ -457,6 +478,8 @@ def command_quiz(args: argparse.Namespace) -> int:
         return 1
     try:
         saved = save_explanation(snapshot, explanation, today.isoformat())
+    except ConcurrentChangeError as error:
+        return _report_unsaved(project, Path(question.answer).stem, explanation, error)
     except ExplanationError as error:
         return _error(str(error))
     record = state.record_review(question.key, today)

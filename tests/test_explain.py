@@ -263,6 +263,29 @@ def test_explain_editor_left_empty(tmp_path: Path, monkeypatch, capsys) -> None:
     assert path.read_bytes() == before
 
 
+def test_explain_keeps_text_on_concurrent_change(tmp_path: Path, monkeypatch, capsys) -> None:
+    path = _project(tmp_path)
+    editor = tmp_path / "editor.py"
+    # The "editor" changes the note itself, as Obsidian saving it meanwhile would.
+    editor.write_text(textwrap.dedent(f"""\
+        import sys
+        note = {str(path)!r}
+        open(note, "a", encoding="utf-8").write("Edited meanwhile.\\n")
+        template = open(sys.argv[1], encoding="utf-8").read()
+        open(sys.argv[1], "w", encoding="utf-8").write("Typed text." + template)
+        """), encoding="utf-8")
+    monkeypatch.setenv("EDITOR", f"{sys.executable} {editor}")
+    monkeypatch.delenv("VISUAL", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert main(["explain", "Cold diffusion"]) == 1
+    error = capsys.readouterr().err
+    assert "changed on disk" in error
+    assert path.read_text(encoding="utf-8").endswith("Edited meanwhile.\n")
+    [kept] = (tmp_path / ".kb" / "unsaved").iterdir()
+    assert kept.read_text(encoding="utf-8").startswith("Typed text.")
+    assert f'--from "{kept}"' in error
+
+
 def test_explain_unknown_note(tmp_path: Path, monkeypatch, capsys) -> None:
     _project(tmp_path)
     monkeypatch.chdir(tmp_path)
