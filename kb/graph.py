@@ -151,8 +151,9 @@ def learning_order(D: nx.DiGraph, topic: str) -> tuple[list[str], list[tuple[str
     """Return the prerequisites of ``topic`` in a learning order, and the edges cut to get it.
 
     Prerequisites come before what needs them and ``topic`` comes last. Ties are broken
-    alphabetically, so the order is deterministic. Cycles are broken by cutting weak edges
-    first, then the alphabetically last strong edge of each remaining cycle.
+    alphabetically, so the order is deterministic. Cycles are found one at a time, and each
+    loses its alphabetically last weak edge, or its alphabetically last edge when all are
+    strong. NOTE: this need not cut the fewest edges.
     """
     reachable = nx.descendants(D, topic) | {topic}
     H = nx.DiGraph(D.subgraph(reachable))

@@ -1,0 +1,203 @@
+"""Tests of the topic graph: edges, dependency tree, learning order, paths and summary."""
+
+from __future__ import annotations
+
+import doctest
+from pathlib import Path
+
+import networkx as nx
+import pytest
+
+import kb.graph
+from kb.graph import (
+    build_graph,
+    connection_path,
+    dependency_graph,
+    dependency_tree,
+    display_names,
+    learning_order,
+    requires_cycles,
+    summary,
+)
+from kb.vault import Vault
+
+NOTES = {
+    "Transformer.md": "---\nrequires: ['[[Attention]]', '[[Embeddings]]']\n---\n"
+                      "Uses [[Softmax]] and [[Missing Topic]]. ![[diagram.png]]\n",
+    "Attention.md": "---\naliases: [Self-Attention]\nrequires: ['[[Softmax]]', '[[Linear Algebra]]']\n---\n",
+    "Softmax.md": "See [[Linear Algebra]] and [[#Definition]].\n## Definition\n",
+    "Embeddings.md": "---\nrequires: ['[[Linear Algebra]]']\n---\n",
+    "Linear Algebra.md": "# Vectors\n",
+    "Cycle A.md": "---\nrequires: ['[[Cycle B]]']\n---\n",
+    "Cycle B.md": "---\nrequires: ['[[Cycle A]]']\n---\nAlso [[Cycle C]].\n",
+    "Cycle C.md": "[[Cycle A]]\n",
+    "week1/Summary.md": "[[Transformer]] [[Transformer]]\n",
+    "week2/Summary.md": "[[Attention]]\n",
+    "Lonely.md": "No links here.\n",
+}
+
+
+def write_vault(root: Path, notes: dict[str, str] = NOTES) -> Vault:
+    for path, text in notes.items():
+        file = root / path
+        file.parent.mkdir(parents=True, exist_ok=True)
+        file.write_text(text, encoding="utf-8")
+    (root / "diagram.png").write_bytes(b"\x89PNG")
+    return Vault.load(root)
+
+
+@pytest.fixture
+def graph(tmp_path) -> nx.MultiDiGraph:
+    return build_graph(write_vault(tmp_path))
+
+
+def test_graph_doctests():
+    result = doctest.testmod(kb.graph)
+    assert result.attempted > 0
+    assert result.failed == 0
+
+
+def test_edges_typed_and_counted(graph):
+    assert graph.edges["Transformer.md", "Attention.md", "requires"]["lines"] == [2]
+    assert graph.edges["Transformer.md", "Softmax.md", "link"]["count"] == 1
+    assert graph.edges["Transformer.md", "diagram.png", "embed"]["count"] == 1
+    assert graph.edges["week1/Summary.md", "Transformer.md", "link"]["count"] == 2
+    assert graph.has_edge("Softmax.md", "Softmax.md", "link")  # [[#Definition]] is a self-loop
+
+
+def test_node_kinds(graph):
+    kinds = nx.get_node_attributes(graph, "kind")
+    assert kinds["diagram.png"] == "attachment"
+    assert kinds["unresolved:Missing Topic.md"] == "unresolved"
+    assert kinds["Attention.md"] == "note"
+    assert graph.nodes["Attention.md"]["aliases"] == ["Self-Attention"]
+
+
+def test_display_names_folder_only_when_shared(graph):
+    names = display_names(graph)
+    assert names["week1/Summary.md"] == "week1/Summary"
+    assert names["week2/Summary.md"] == "week2/Summary"
+    assert names["Linear Algebra.md"] == "Linear Algebra"
+    assert names["diagram.png"] == "diagram.png"
+    assert names["unresolved:Missing Topic.md"] == "Missing Topic (unresolved)"
+
+
+def test_dependency_graph_strength(graph):
+    D = dependency_graph(graph)
+    assert D.edges["Transformer.md", "Attention.md"]["strength"] == "strong"
+    assert D.edges["Transformer.md", "Softmax.md"]["strength"] == "weak"
+    assert "diagram.png" not in D
+    assert not D.has_edge("Softmax.md", "Softmax.md")
+    strong = dependency_graph(graph, strong_only=True)
+    assert not strong.has_edge("Transformer.md", "Softmax.md")
+
+
+def tree_nodes(tree) -> list[tuple[str, bool, bool]]:
+    found, stack = [], [tree]
+    while stack:
+        node = stack.pop()
+        found.append((node.node, node.repeat, node.cycle))
+        stack.extend(reversed(node.children))
+    return found
+
+
+def test_tree_each_node_expanded_once(graph):
+    tree = dependency_tree(dependency_graph(graph), "Transformer.md")
+    expanded = [node for node, repeat, cycle in tree_nodes(tree) if not repeat and not cycle]
+    assert sorted(expanded) == sorted(set(expanded))
+    assert set(expanded) == {
+        "Transformer.md", "Attention.md", "Embeddings.md", "Softmax.md", "Linear Algebra.md",
+        "unresolved:Missing Topic.md",
+    }
+    assert [child.node for child in tree.children] == [
+        "Attention.md", "Embeddings.md", "Softmax.md", "unresolved:Missing Topic.md",
+    ]
+
+
+def test_tree_cycle_marked_once(graph):
+    tree = dependency_tree(dependency_graph(graph), "Cycle A.md")
+    got = tree_nodes(tree)
+    assert got[0] == ("Cycle A.md", False, False)
+    assert ("Cycle A.md", False, True) in got
+    assert sum(1 for node, repeat, cycle in got if node == "Cycle A.md" and not cycle) == 1
+
+
+def test_tree_depth_limit(graph):
+    tree = dependency_tree(dependency_graph(graph), "Transformer.md", depth=1)
+    assert all(child.children == [] for child in tree.children)
+
+
+def test_tree_long_chain_no_recursion_error(tmp_path):
+    notes = {f"N{i}.md": f"[[N{i + 1}]]" for i in range(3000)}
+    G = build_graph(write_vault(tmp_path, notes))
+    tree = dependency_tree(dependency_graph(G), "N0.md")
+    assert len(tree_nodes(tree)) == 3001
+
+
+def assert_topological(order: list[str], D: nx.DiGraph, cut: list[tuple[str, str]]) -> None:
+    position = {node: index for index, node in enumerate(order)}
+    for u, v in D.subgraph(order).edges:
+        if u != v and (u, v) not in cut:
+            assert position[v] < position[u], f"{v} must come before {u}"
+
+
+def test_learning_order_valid(graph):
+    D = dependency_graph(graph)
+    order, cut = learning_order(D, "Transformer.md")
+    assert order[-1] == "Transformer.md"
+    assert cut == []
+    assert set(order) == {
+        "Transformer.md", "Attention.md", "Embeddings.md", "Softmax.md", "Linear Algebra.md",
+        "unresolved:Missing Topic.md",
+    }
+    assert_topological(order, D, cut)
+
+
+def test_learning_order_cycle_cut_deterministic(graph):
+    D = dependency_graph(graph)
+    first = learning_order(D, "Cycle A.md")
+    assert first == learning_order(D, "Cycle A.md")
+    order, cut = first
+    # The first cycle found, A <-> B, has only strong edges, so its alphabetically last edge
+    # goes. The cycle A -> B -> C -> A remains and loses its weak edge C -> A.
+    assert cut == [("Cycle B.md", "Cycle A.md"), ("Cycle C.md", "Cycle A.md")]
+    assert_topological(order, D, cut)
+
+
+def test_requires_cycles_reported(graph):
+    assert requires_cycles(graph) == [["Cycle A.md", "Cycle B.md"]]
+
+
+def test_connection_path_both_directions(graph):
+    steps = connection_path(graph, "week2/Summary.md", "Embeddings.md")
+    assert steps[0] == ("week2/Summary.md", "", "")
+    assert steps[-1][0] == "Embeddings.md"
+    # Two shortest chains exist, for example Summary -> Attention <- Transformer -> Embeddings.
+    assert len(steps) == 4
+    for (previous, _, _), (node, kind, direction) in zip(steps, steps[1:]):
+        if direction == "->":
+            assert graph.has_edge(previous, node, kind)
+        else:
+            assert graph.has_edge(node, previous, kind)
+
+
+def test_connection_path_none(graph):
+    with pytest.raises(nx.NetworkXNoPath):
+        connection_path(graph, "Lonely.md", "Transformer.md")
+
+
+def test_summary_counts(graph):
+    facts = summary(graph)
+    assert facts["notes"] == 11
+    assert facts["attachments"] == 1
+    assert facts["links"] == 17
+    assert facts["unresolved_targets"] == 1
+    assert facts["unresolved_links"] == 1
+    assert facts["orphans"] == ["Lonely.md"]
+    assert facts["components"] == 3
+    chain = facts["longest_prerequisite_chain"]
+    assert len(chain) == 3
+    assert chain[1:] == ["Attention.md", "Transformer.md"]
+    for prerequisite, note in zip(chain, chain[1:]):
+        assert graph.has_edge(note, prerequisite, "requires")
+    assert facts["requires_cycles_cut"] == [("Cycle B.md", "Cycle A.md")]
