@@ -122,28 +122,42 @@ class DependencyTree:
 def dependency_tree(D: nx.DiGraph, topic: str, depth: int | None = None) -> DependencyTree:
     """Expand what ``topic`` depends on, each node once, cycles marked where they close.
 
+    Nodes are expanded depth-first in the order they are printed, so a node marked ``repeat``
+    always has its subtree earlier in the output. A node cut off by ``depth`` is not counted
+    as expanded, so a shallower occurrence later in the tree still shows its subtree.
     Works with an explicit stack, so a 10,000-note chain cannot overflow Python's recursion.
     """
+
+    def successors(node: str) -> list[str]:
+        return sorted(
+            D.successors(node),
+            key=lambda child: (D.edges[node, child]["strength"] != "strong", child),
+        )
+
     root = DependencyTree(topic)
-    shown = {topic}
-    # Each stack entry: (tree node, ancestors on its path, its depth).
-    stack = [(root, frozenset([topic]), 0)]
+    expanded = {topic}
+    ancestors = {topic}
+    # Each stack entry: (tree node, iterator over its remaining children, its depth).
+    stack = [(root, iter(successors(topic)), 0)]
     while stack:
-        tree, ancestors, level = stack.pop()
-        if depth is not None and level >= depth:
+        tree, children, level = stack[-1]
+        child = next(children, None)
+        if child is None:
+            stack.pop()
+            ancestors.discard(tree.node)
             continue
-        successors = sorted(D.successors(tree.node), key=lambda node: (D.edges[tree.node, node]["strength"] != "strong", node))
-        for child in successors:
-            strength = D.edges[tree.node, child]["strength"]
-            if child in ancestors:
-                tree.children.append(DependencyTree(child, strength, cycle=True))
-            elif child in shown:
-                tree.children.append(DependencyTree(child, strength, repeat=True))
-            else:
-                shown.add(child)
-                subtree = DependencyTree(child, strength)
-                tree.children.append(subtree)
-                stack.append((subtree, ancestors | {child}, level + 1))
+        strength = D.edges[tree.node, child]["strength"]
+        if child in ancestors:
+            tree.children.append(DependencyTree(child, strength, cycle=True))
+        elif child in expanded:
+            tree.children.append(DependencyTree(child, strength, repeat=True))
+        else:
+            subtree = DependencyTree(child, strength)
+            tree.children.append(subtree)
+            if depth is None or level + 1 < depth:
+                expanded.add(child)
+                ancestors.add(child)
+                stack.append((subtree, iter(successors(child)), level + 1))
     return root
 
 

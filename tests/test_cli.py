@@ -1,0 +1,346 @@
+"""Tests of the ``kb`` command line: graph, links, tags and check, on small and real vaults."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import networkx as nx
+import pytest
+
+from kb.cli import main
+from tests.test_graph import NOTES, write_vault
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+ML_NOTES = REPOSITORY.parent / "shared" / "vaults" / "ml-notes"
+CHECK_LINE = re.compile(r"^(?P<path>[^\n]+?)(?::(?P<line>\d+))?: (?P<severity>error|warning|info): \S")
+
+
+@pytest.fixture
+def vault(tmp_path) -> Path:
+    write_vault(tmp_path, NOTES)
+    return tmp_path
+
+
+def run(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+# kb graph TOPIC ---------------------------------------------------------------------------------
+
+
+def test_graph_tree_text(vault, capsys):
+    code, out, _ = run(capsys, "graph", "Transformer", "--vault", str(vault))
+    assert code == 0
+    assert out.splitlines() == [
+        "Transformer",
+        "|-- Attention",
+        "|   |-- Linear Algebra",
+        "|   `-- Softmax",
+        "|       `-- Linear Algebra  (link, see above)",
+        "|-- Embeddings",
+        "|   `-- Linear Algebra  (see above)",
+        "|-- Softmax  (link, see above)",
+        "`-- Missing Topic (unresolved)  (link)",
+    ]
+
+
+def test_graph_tree_cycle_once(vault, capsys):
+    code, out, _ = run(capsys, "graph", "Cycle A", "--vault", str(vault))
+    assert code == 0
+    assert out.splitlines() == [
+        "Cycle A",
+        "`-- Cycle B",
+        "    |-- Cycle A  (cycle)",
+        "    `-- Cycle C  (link)",
+        "        `-- Cycle A  (link, cycle)",
+    ]
+
+
+def test_graph_reverse(vault, capsys):
+    code, out, _ = run(capsys, "graph", "Linear Algebra", "--reverse", "--strong", "--vault", str(vault))
+    assert code == 0
+    names = {line.split("-- ")[-1].split("  (")[0] for line in out.splitlines()[1:]}
+    assert names == {"Attention", "Embeddings", "Transformer", "week2/Summary"} - {"week2/Summary"}
+
+
+def test_graph_reverse_shows_folder_for_duplicates(vault, capsys):
+    _, out, _ = run(capsys, "graph", "Transformer", "--reverse", "--vault", str(vault))
+    assert out.splitlines() == ["Transformer", "`-- week1/Summary  (link)"]
+
+
+def test_graph_depth(vault, capsys):
+    _, out, _ = run(capsys, "graph", "Transformer", "--depth", "1", "--vault", str(vault))
+    assert out.splitlines() == [
+        "Transformer",
+        "|-- Attention",
+        "|-- Embeddings",
+        "|-- Softmax  (link)",
+        "`-- Missing Topic (unresolved)  (link)",
+    ]
+
+
+def test_graph_depth_rejects_zero(vault, capsys):
+    with pytest.raises(SystemExit) as error:
+        main(["graph", "Transformer", "--depth", "0", "--vault", str(vault)])
+    assert error.value.code == 2
+    assert "must be 1 or more" in capsys.readouterr().err
+
+
+def test_graph_order_valid(vault, capsys):
+    code, out, _ = run(capsys, "graph", "Transformer", "--order", "--format", "json", "--vault", str(vault))
+    assert code == 0
+    data = json.loads(out)
+    order = data["order"]
+    assert data["cycles_cut"] == []
+    assert order[-1] == "Transformer.md"
+    position = {node: index for index, node in enumerate(order)}
+    for note, prerequisite in [
+        ("Transformer.md", "Attention.md"), ("Transformer.md", "Embeddings.md"),
+        ("Attention.md", "Softmax.md"), ("Attention.md", "Linear Algebra.md"),
+        ("Softmax.md", "Linear Algebra.md"), ("Embeddings.md", "Linear Algebra.md"),
+    ]:
+        assert position[prerequisite] < position[note]
+
+
+def test_graph_order_text_reports_cut(vault, capsys):
+    code, out, err = run(capsys, "graph", "Cycle A", "--order", "--vault", str(vault))
+    assert code == 0
+    assert [line.split(". ", 1)[1] for line in out.splitlines()] == ["Cycle C", "Cycle B", "Cycle A"]
+    assert err.splitlines() == [
+        "note: cycle broken by ignoring Cycle B -> Cycle A",
+        "note: cycle broken by ignoring Cycle C -> Cycle A",
+    ]
+
+
+def test_graph_path_text(vault, capsys):
+    code, out, _ = run(capsys, "graph", "--path", "week1/Summary", "Linear Algebra", "--vault", str(vault))
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] == "week1/Summary"
+    assert lines[1] == "  --link--> Transformer"
+    assert lines[-1].endswith(" Linear Algebra")
+
+
+def test_graph_path_json_and_missing(vault, capsys):
+    code, out, _ = run(capsys, "graph", "--path", "Lonely", "Transformer", "--vault", str(vault))
+    assert code == 1
+    assert "are not connected" in out
+    code, out, _ = run(capsys, "graph", "--path", "Attention", "Softmax", "--format", "json", "--vault", str(vault))
+    assert code == 0
+    assert json.loads(out) == [
+        {"node": "Attention.md", "kind": "", "direction": ""},
+        {"node": "Softmax.md", "kind": "requires", "direction": "->"},
+    ]
+
+
+def test_graph_summary(vault, capsys):
+    code, out, _ = run(capsys, "graph", "--vault", str(vault))
+    assert code == 0
+    assert "notes:        11" in out
+    assert "attachments:  1" in out
+    assert "links:        17" in out
+    assert "unresolved:   1 links to 1 missing notes" in out
+    assert "orphans:      1" in out
+    assert "longest prerequisite chain: 3 notes" in out
+
+
+@pytest.mark.parametrize("topic", ["self-attention", "SELF-ATTENTION", "attention", "Attention.md", "ATTENTION"])
+def test_graph_topic_alias_and_case(vault, capsys, topic):
+    code, out, _ = run(capsys, "graph", topic, "--depth", "1", "--vault", str(vault))
+    assert code == 0
+    assert out.splitlines()[0] == "Attention"
+
+
+def test_graph_topic_did_you_mean(vault, capsys):
+    code, out, err = run(capsys, "graph", "Transfomer", "--vault", str(vault))
+    assert code == 2
+    assert out == ""
+    assert err.startswith("kb: error: no note named 'Transfomer'; did you mean: Transformer")
+
+
+# Export formats ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("topic", [[], ["Transformer"]], ids=["vault", "topic"])
+def test_format_json_parses(vault, capsys, topic):
+    code, out, _ = run(capsys, "graph", *topic, "--format", "json", "--vault", str(vault))
+    assert code == 0
+    data = json.loads(out)
+    if topic:
+        assert data["node"] == "Transformer.md"
+        assert [child["node"] for child in data["children"]][:2] == ["Attention.md", "Embeddings.md"]
+    else:
+        G = nx.node_link_graph(data, edges="links")
+        assert G.number_of_nodes() == 13
+        assert G.has_edge("Transformer.md", "Attention.md")
+
+
+@pytest.mark.parametrize("topic", [[], ["Transformer"]], ids=["vault", "topic"])
+def test_format_graphml_parses(vault, capsys, topic):
+    code, out, _ = run(capsys, "graph", *topic, "--format", "graphml", "--vault", str(vault))
+    assert code == 0
+    G = nx.read_graphml(io.BytesIO(out.encode("utf-8")))
+    assert G.has_edge("Transformer.md", "Attention.md")
+    assert G.nodes["week1/Summary.md" if not topic else "Transformer.md"]["kind"] == "note"
+    if not topic:
+        assert G.number_of_nodes() == 13
+
+
+@pytest.mark.parametrize("topic", [[], ["Transformer"]], ids=["vault", "topic"])
+def test_format_dot(vault, capsys, topic):
+    code, out, _ = run(capsys, "graph", *topic, "--format", "dot", "--vault", str(vault))
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] == "digraph kb {"
+    assert lines[-1] == "}"
+    assert '  "Transformer.md" -> "Attention.md" [label="requires" style=bold];' in lines
+    assert '  "Transformer.md" [label="Transformer"];' in lines
+    for line in lines[1:-1]:
+        assert re.fullmatch(r'  "(?:[^"\\]|\\.)*"( -> "(?:[^"\\]|\\.)*")? \[.*\];', line), line
+
+
+def test_format_dot_labels_duplicates(vault, capsys):
+    _, out, _ = run(capsys, "graph", "--format", "dot", "--vault", str(vault))
+    assert '  "week1/Summary.md" [label="week1/Summary"];' in out.splitlines()
+
+
+def test_format_mermaid(vault, capsys):
+    code, out, _ = run(capsys, "graph", "--format", "mermaid", "--vault", str(vault))
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] == "graph LR"
+    ids = dict(re.fullmatch(r'  (n\d+)\["(.*)"\]', line).groups() for line in lines if "[" in line)
+    edges = [line.split() for line in lines[1:] if "[" not in line]
+    assert all(source in ids and target in ids for source, _arrow, target in edges)
+    by_label = {label: node for node, label in ids.items()}
+    assert [by_label["Transformer"], "==>", by_label["Attention"]] in edges
+
+
+# links, tags, check ---------------------------------------------------------------------------
+
+
+def test_links_table_and_unresolved(vault, capsys):
+    code, out, _ = run(capsys, "links", "--unresolved", "--vault", str(vault))
+    assert code == 0
+    assert out.splitlines() == [
+        "Transformer.md:4: [[Missing Topic]] -> (unresolved, would create Missing Topic.md)",
+    ]
+
+
+def test_tags_json(tmp_path, capsys):
+    (tmp_path / "A.md").write_text("---\ntags: [ml]\n---\n#Deep #ml", encoding="utf-8")
+    code, out, _ = run(capsys, "tags", "--format", "json", "--vault", str(tmp_path))
+    assert code == 0
+    assert json.loads(out) == {"A.md": ["ml", "deep"]}
+
+
+def test_check_lines_and_exit(vault, capsys):
+    code, out, err = run(capsys, "check", "--vault", str(vault))
+    assert code == 1
+    lines = out.splitlines()
+    for line in lines:
+        assert CHECK_LINE.match(line), line
+    assert "Cycle A.md:2: error: prerequisite cycle: Cycle A.md -> Cycle B.md -> Cycle A.md" in out
+    assert any(line.startswith("Transformer.md:4: warning: [[Missing Topic]]") for line in lines)
+    assert "Lonely.md: info: no links to or from this note" in out
+    assert err.strip().endswith("notes")
+    severities = [CHECK_LINE.match(line)["severity"] for line in lines]
+    assert severities == sorted(severities, key=["error", "warning", "info"].index)
+
+
+def test_check_warnings_pass_unless_strict(tmp_path, capsys):
+    (tmp_path / "A.md").write_text("[[Missing]]", encoding="utf-8")
+    code, out, _ = run(capsys, "check", "--vault", str(tmp_path))
+    assert code == 0
+    assert out.splitlines()[0].startswith("A.md:1: warning: [[Missing]]")
+    code, out, _ = run(capsys, "check", "--strict", "--vault", str(tmp_path))
+    assert code == 1
+    assert out.splitlines()[0].startswith("A.md:1: error: [[Missing]]")
+
+
+def test_check_missing_prerequisite_error(tmp_path, capsys):
+    (tmp_path / "A.md").write_text("---\nrequires: ['[[Nowhere]]']\n---\n", encoding="utf-8")
+    code, out, _ = run(capsys, "check", "--vault", str(tmp_path))
+    assert code == 1
+    assert "A.md:2: error: requires: names 'Nowhere', which does not exist" in out
+
+
+def test_missing_vault_folder(tmp_path, capsys):
+    code, _, err = run(capsys, "links", "--vault", str(tmp_path / "absent"))
+    assert code == 2
+    assert "vault folder not found" in err
+
+
+def test_script_runs_as_subprocess(vault):
+    result = subprocess.run(
+        [sys.executable, "-m", "kb.cli", "graph", "Transformer", "--depth", "1", "--vault", str(vault)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == "Transformer"
+
+
+# Real vaults ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ml_notes(tmp_path_factory) -> Path:
+    if not ML_NOTES.is_dir():
+        pytest.skip(f"sample vault not found at {ML_NOTES}")
+    copy = tmp_path_factory.mktemp("vault") / "ml-notes"
+    shutil.copytree(ML_NOTES, copy, symlinks=True)
+    return copy
+
+
+def test_ml_notes_counts(ml_notes, capsys):
+    """Pin the counts of the 68-note sample vault.
+
+    Checked by hand: ``find -name '*.md'`` lists 68 notes, and the only other files are two
+    LICENSE files (the attachments). ``grep -o '\\[\\[[^]]*\\]\\]'`` finds 148 wikilinks, and
+    27 of them are Python indexing such as ``df[["Amount", "Time"]]`` inside fenced code or
+    multi-line code spans, which leaves 121. The one Markdown link is ``[LICENSE](LICENSE)``
+    in README.md, so there are 122 links. Two targets have no file: ``[[NLP]]`` in Data
+    Augmentation.md and ``[[Imbalance Handling]]`` in ``Building a Fraud Detection System..md``.
+    """
+    code, out, _ = run(capsys, "graph", "--vault", str(ml_notes))
+    assert code == 0
+    assert "notes:        68" in out
+    assert "attachments:  2" in out
+    assert "links:        122" in out
+    assert "unresolved:   2 links to 2 missing notes" in out
+
+    code, out, _ = run(capsys, "links", "--unresolved", "--format", "json", "--vault", str(ml_notes))
+    unresolved = [(link["source"].rsplit("/", 1)[-1], link["raw"]) for link in json.loads(out)]
+    assert unresolved == [
+        ("Data Augmentation.md", "[[NLP]]"),
+        ("Building a Fraud Detection System..md", "[[Imbalance Handling]]"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["graph"], ["links"], ["tags"], ["check"], ["graph", "Transformers"], ["graph", "Transformers", "--order"],
+     ["graph", "--format", "graphml"], ["graph", "--format", "mermaid"]],
+    ids=lambda args: " ".join(args),
+)
+def test_ml_notes_commands_run(ml_notes, capsys, args):
+    code, out, err = run(capsys, *args, "--vault", str(ml_notes))
+    assert code in (0, 1), err
+    assert out
+
+
+@pytest.mark.parametrize("args", [["graph"], ["links"], ["check"]], ids=lambda args: " ".join(args))
+def test_project_docs_commands_run(capsys, args):
+    docs = REPOSITORY / "docs"
+    if not docs.is_dir():
+        pytest.skip("the project has no docs/ folder")
+    code, _, err = run(capsys, *args, "--vault", str(docs))
+    assert code in (0, 1), err
