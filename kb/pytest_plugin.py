@@ -120,7 +120,10 @@ class NoteFile(pytest.File):
         note = vault.notes.get(relative)
         if note is None:
             return []
-        units = units_from_note(note, self.path, label=relative)
+        # Reports name the note relative to pytest's rootdir, like pytest's own locations.
+        label = self.path.resolve().relative_to(self.config.rootpath.resolve()).as_posix() \
+            if self.path.resolve().is_relative_to(self.config.rootpath.resolve()) else relative
+        units = units_from_note(note, self.path, label=label)
         return [UnitItem.from_parent(self, name=f"line{unit.line}", unit=unit) for unit in units]
 
 

@@ -164,11 +164,10 @@ def cache_key(unit: RunUnit, root: Path) -> str:
     code = [cell.source for cell in unit.code_cells]
     modules = local_modules(code, search_dirs, root)
     label_roots = [root, unit.cwd]
-    fence_folder = Path(unit.label).parent.as_posix() if unit.kind == "fence" else None
     parts: dict[str, Any] = {
         "format": CACHE_FORMAT,
         "kind": unit.kind,
-        "folder": fence_folder if fence_folder is not None else _label(unit.cwd, [root]),
+        "folder": _label(unit.cwd, [root]),
         "code": code,
         "timeout": unit.timeout,
         "modules": [[_label(module, label_roots), _hash_file(module)] for module in modules],
