@@ -22,6 +22,8 @@
 # a classifier can be confident on noise.
 
 # %%
+import math
+
 import numpy as np
 import torch
 import torch.nn as nn
@@ -99,12 +101,14 @@ def train_classifier(seed=0, steps=300):
     model = DigitClassifier()
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3, weight_decay=1e-4)
 
-    for _ in range(steps):
-        noisy = x + 0.1 * torch.randn(x.shape, generator=generator)
-        loss = F.cross_entropy(model(noisy), y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    # Callers often score samples under torch.no_grad(), so gradients are switched back on.
+    with torch.enable_grad():
+        for _ in range(steps):
+            noisy = x + 0.1 * torch.randn(x.shape, generator=generator)
+            loss = F.cross_entropy(model(noisy), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
 
     model.eval()
     _CLASSIFIERS[seed] = model
@@ -160,7 +164,7 @@ def digit_quality(samples, seed=0):
     counts = torch.bincount(probs.argmax(1), minlength=10).double()
     p = counts / counts.sum()
     p = p[p > 0]
-    entropy = max(0.0, -(p * p.log()).sum().item() / np.log(10))
+    entropy = max(0.0, -(p * p.log()).sum().item() / math.log(10))
 
     return {
         "confidence": probs.max(1).values.mean().item(),
