@@ -295,9 +295,14 @@ class KbPlugin(BasePlugin[KbConfig]):
         assert self.vault is not None
         source = self.vault.files[path]
         render = _optional("kb.site_snippets", "render_embed")
-        if render is not None:
-            return render(source, cell)
-        return _snippet_code(source, cell)
+        if render is None:
+            return _snippet_code(source, cell)
+        try:
+            # Runs the snippet when the run cache has no result for its current code.
+            return render(source, cell, project=self._project(), on_failure="warn")
+        except RuntimeError as error:  # SnippetRenderError: e.g. no cell of that title
+            log.warning("%s: %s", path, error)
+            return _snippet_code(source, cell)
 
     # Pages ---------------------------------------------------------------------------------
 
