@@ -3,7 +3,7 @@
 # # Scaled dot-product attention from scratch
 # Scaled dot-product attention, multi-head attention, padding and causal masks and the
 # sinusoidal position encoding of Vaswani et al. (2017), "Attention Is All You Need",
-# arXiv:1706.03762, eqs. (1) and (2) and section 3.5. Each piece is checked against its
+# arXiv:1706.03762, eq. (1) and sections 3.2.2 and 3.5. Each piece is checked against its
 # PyTorch counterpart in float64. The file also contains `Attention`, full self-attention over a
 # feature map, shaped like the middle-stage attention of the DDPM U-Net in
 # lucidrains/denoising-diffusion-pytorch.
@@ -112,7 +112,7 @@ def sinusoidal_position_encoding(num_positions, dim):
     """Return the (num_positions, dim) encoding of Vaswani et al. (2017), section 3.5.
 
     PE[pos, 2i] = sin(pos / 10000^(2i / dim)) and PE[pos, 2i + 1] = cos(pos / 10000^(2i / dim)),
-    so even columns hold sines and odd columns cosines of the same frequency.
+    so even columns contain sines and odd columns cosines of the same frequency.
     """
     if dim % 2 != 0:
         raise ValueError(f"dim must be even for interleaved sin/cos pairs, got {dim}")

@@ -1,11 +1,12 @@
 # kb: timeout=60
 # %% [markdown]
 # # Time and memory of linear and softmax attention at U-Net token counts
-# Measures the attention core (heads 4, dim_head 32, batch 1, float32, as in the default U-Net
-# of lucidrains/denoising-diffusion-pytorch) in three forms: the linear attention of that
-# U-Net, softmax attention that materialises the N x N matrix (what the U-Net's `Attention`
-# computes by default), and torch's fused `F.scaled_dot_product_attention`, which never
-# stores the whole matrix. Token counts are those of each U-Net stage for 32 to 256 px
+# Measures the attention core with the sizes of the default U-Net of
+# lucidrains/denoising-diffusion-pytorch (heads 4, dim_head 32), batch 1, float32. Three forms
+# are compared. The first is the linear attention of that U-Net. The second is softmax
+# attention that materialises the N x N matrix, which the U-Net's `Attention` computes by
+# default. The third is torch's fused `F.scaled_dot_product_attention`, which never stores
+# the whole matrix. Token counts are those of each U-Net stage for 32 to 256 px
 # images. The softmax forms stop at a cap and are extrapolated as N^2 beyond it.
 #
 # Shape letters: B batch, H heads, N tokens, D dim_head.
@@ -101,7 +102,7 @@ if __name__ == "__main__":
     caps = {"linear": 65536, "softmax, materialised": 4096, "softmax, fused": 4096}
     token_counts = sorted({2**p for p in range(4, 13)} | {4**p for p in range(2, 9)})
 
-    # The memory probe sees a known allocation: one million float32 values, 4 MB.
+    # The memory probe must report a known allocation: one million float32 values, 4 MB.
     probe = peak_allocated_bytes(lambda: torch.empty(1000, 1000))
     assert 4_000_000 <= probe < 4_100_000, f"probe measured {probe} bytes for 4 MB"
 

@@ -6,7 +6,7 @@
 # arXiv:2312.04927, use to separate attention from fixed-size-state models. Three one-layer
 # models of identical size differ only in the attention kernel: softmax, the linear attention
 # of the DDPM GitHub U-Net, and the elu + 1 linear attention of Katharopoulos et al. (2020),
-# arXiv:2006.16236, eq. (6). Accuracy is measured against P, and the attention maps are
+# arXiv:2006.16236. Accuracy is measured against P, and the attention maps are
 # checked against the bound that rank <= dim_head puts on them.
 #
 # Shape letters: B batch, P stored pairs, D dim_head, E embed_dim, V value vocabulary.
@@ -31,7 +31,7 @@ PAIR_COUNTS = (4, 8, 16, 32, 64)
 def elu_linear_attention(q, k, v):
     """Compute phi(q) (phi(k)^T v) / (phi(q) . sum_j phi(k_j)) with phi = elu + 1.
 
-    Katharopoulos et al. (2020), eq. (6) with the feature map of their section 3.2.1.
+    The normalised linear attention of Katharopoulos et al. (2020) with their feature map.
     """
     q, k = F.elu(q) + 1, F.elu(k) + 1
     state = k.transpose(-2, -1) @ v  # (B, H, D, D), the same size for any P

@@ -3,7 +3,7 @@
 # # The linear attention of the DDPM GitHub U-Net
 # `LinearAttention` in lucidrains/denoising-diffusion-pytorch (file
 # denoising_diffusion_pytorch/denoising_diffusion_pytorch.py, commit faed4db) is the
-# "efficient attention" of Shen et al. (2021), arXiv:1812.01243, eq. (4): a softmax over the
+# "efficient attention" of Shen et al. (2021), arXiv:1812.01243: a softmax over the
 # feature axis of each query, a softmax over the token axis of each key feature, and the
 # product computed as q (k^T v) so that no N x N matrix exists. This snippet implements it,
 # checks the O(N D^2) form against the explicit N x N form, and shows that every row of the

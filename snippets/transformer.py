@@ -1,10 +1,10 @@
 # kb: timeout=60
 # %% [markdown]
 # # A transformer from the pieces, trained to reverse sequences
-# A transformer block (multi-head self-attention and a position-wise feed-forward network,
-# each inside a residual connection with layer normalisation) built on `MultiHeadAttention`,
-# checked against `torch.nn.TransformerEncoderLayer`, then stacked into a small causal
-# language model that learns to write a digit sequence backwards. Follows Vaswani et al.
+# A transformer block puts multi-head self-attention and a position-wise feed-forward network
+# each inside a residual connection with layer normalisation. This snippet builds it on
+# `MultiHeadAttention` and checks it against `torch.nn.TransformerEncoderLayer`. It then
+# stacks blocks into a small causal language model that learns to write digits backwards. Follows Vaswani et al.
 # (2017), "Attention Is All You Need", arXiv:1706.03762, sections 3.1 to 3.5.
 #
 # Shape letters: B batch, T tokens, E embed_dim, V vocabulary size.
@@ -66,7 +66,7 @@ class TinyTransformer(nn.Module):
     def __init__(
         self,
         vocab_size,  # V, number of token ids
-        max_len,  # longest sequence, rows of the position-encoding table
+        max_len,  # maximum sequence length, rows of the position-encoding table
         embed_dim=64,  # E
         num_heads=4,
         num_layers=2,

@@ -61,7 +61,8 @@ def test_sdpa_causal_mask_matches_torch():
 def test_causal_mask_is_lower_triangular():
     mask = causal_mask(4)
     assert mask.dtype == torch.bool
-    assert mask[2, 2] and mask[2, 0]
+    assert mask[2, 2]
+    assert mask[2, 0]
     assert not mask[1, 2]
 
 
