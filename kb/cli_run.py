@@ -192,7 +192,9 @@ def summary_table(results: list[RunResult]) -> Table:
             how = "not run"
         error = result.error or ""
         if result.location and result.status != "skipped":
-            error = f"{result.location}: {error}"
+            # The name column already gives the file, so the error needs only the line.
+            where = result.location.rpartition(":")[2]
+            error = f"line {where}: {error}"
         # Text cells keep brackets in names and errors from being read as rich markup.
         table.add_row(
             Text(result.unit.name),

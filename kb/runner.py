@@ -6,10 +6,11 @@ under the same rules everywhere:
 - Each unit runs in a fresh ``python3`` kernel started by its own worker process
   (``kb.run_worker``), with the working directory set to the snippet's folder, or for a fence the
   note's folder, and the project root first on ``PYTHONPATH``.
-- Every kernel gets a private, temporary IPython profile: automagic is off and shell escapes are
-  never reached (code that is not valid Python is rejected before it runs), and the Python
-  ``socket`` module refuses connections to hosts other than loopback. Code that opens sockets
-  from C or from a subprocess is not covered by that guard.
+- Code that is not valid Python is rejected before any kernel starts, so IPython magics and
+  shell escapes such as ``!pip install`` never run. Every kernel gets a private, temporary
+  IPython profile with automagic off.
+- In that profile, Python's ``socket`` module refuses connections to hosts other than loopback.
+  Sockets opened from C extensions or from subprocesses are not covered by that guard.
 - ``timeout`` bounds all cells together. When it passes, the worker, the kernel and every
   process the code started are killed as one tree.
 - Outputs are kept up to ``output_cap`` bytes per unit and dropped after that.
@@ -257,7 +258,7 @@ class Runner:
         if not any(path.is_relative_to(folder) for folder in self.trusted_dirs):
             folders = ", ".join(str(folder) for folder in self.trusted_dirs) or "none"
             raise UntrustedCodeError(
-                f"refusing to run {path}: it is outside this project's snippets and vault "
+                f"untrusted code not run: {path} is outside this project's snippets and vault "
                 f"(trusted folders: {folders}). Pass --trust to run code from another vault"
             )
 
