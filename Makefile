@@ -12,8 +12,10 @@ $(BIN)/python:
 	$(BIN)/pip install --upgrade pip
 
 # torch is pinned in pyproject.toml to the exact CPU wheel (torch==2.13.0).
+# The site's browser libraries (KaTeX, force-graph) come from npm into kb/assets/vendor/.
 setup: $(BIN)/python
 	$(BIN)/pip install -e '.[test]'
+	$(BIN)/python -m kb.site_assets
 
 # Browser tests drive Debian's Chromium; install it when it is missing (needs root).
 setup-test: setup
