@@ -22,6 +22,9 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 from nbformat.v4 import new_output
 
+MAX_SOCKET_PREFIX = 90
+"""Longest socket path prefix used with IPC; jupyter_client appends ``-N`` per channel."""
+
 
 def kill_process_tree(pid: int, include_root: bool = True) -> None:
     """Kill ``pid`` and all its descendants, including those that started a new session.
@@ -135,11 +138,13 @@ def _error_of(nb: Any) -> tuple[int | None, dict | None]:
 def execute(job: dict[str, Any], job_dir: Path) -> dict[str, Any]:
     """Execute the job's notebook and return the outcome record."""
     nb = nbformat.read(job_dir / "input.ipynb", as_version=4)
-    kernel_manager = AsyncKernelManager(
-        kernel_name="python3",
-        transport="ipc",
-        ip=str(job_dir / "kernel"),
-    )
+    # Unix sockets in the job folder keep the kernel off TCP ports. Their paths are limited to
+    # about 107 bytes on Linux, so a long temporary folder falls back to TCP on loopback.
+    socket_prefix = str(job_dir / "kernel")
+    if len(socket_prefix.encode()) <= MAX_SOCKET_PREFIX:
+        kernel_manager = AsyncKernelManager(kernel_name="python3", transport="ipc", ip=socket_prefix)
+    else:
+        kernel_manager = AsyncKernelManager(kernel_name="python3", transport="tcp", ip="127.0.0.1")
     client = CappedClient(
         nb,
         km=kernel_manager,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import tempfile
 import textwrap
 import time
 from collections import Counter
@@ -291,7 +292,10 @@ def test_missing_local_module_is_failure(project):
     assert "gone_helper" in result.error
 
 
-def test_timeout_kills_process_tree(project):
+def test_timeout_kills_process_tree(project, tmp_path, monkeypatch):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     write(project.snippets_dir / "hangs.py", """
         # kb: timeout=3
         # %%
@@ -312,6 +316,7 @@ def test_timeout_kills_process_tree(project):
     for pid in pids:
         alive = psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
         assert not alive, f"process {pid} survived the timeout"
+    assert list(scratch.iterdir()) == []  # the job folder with the kernel's files is gone
 
 
 def test_output_cap_truncates(project):
