@@ -5,9 +5,8 @@ per file and each runnable unit of a note in the vault as one item, named after 
 first fence. Items run through the same :class:`kb.runner.Runner` and cache as ``kb run``, so a
 unit that ``kb run`` already executed is not executed again.
 
-Outcomes: passed passes; a failure is reported at ``note.md:LINE`` or ``snippet.py:LINE`` with
-the kernel's own traceback; ``skip`` fences, missing dependencies and fragments are skipped with
-the reason. ``--kb-strict`` fails missing dependencies and fragments instead, and ``--kb-force``
+A failure is reported at ``note.md:LINE`` or ``snippet.py:LINE`` with the kernel's own
+traceback. ``skip`` fences, missing dependencies and fragments are skipped with the reason. ``--kb-strict`` fails missing dependencies and fragments instead, and ``--kb-force``
 ignores cached results. For parallel runs use pytest-xdist (``-n N``): the cache lock makes each
 unit execute once across workers.
 """

@@ -23,7 +23,7 @@ from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernel
 from nbformat.v4 import new_output
 
 MAX_SOCKET_PREFIX = 90
-"""Longest socket path prefix used with IPC; jupyter_client appends ``-N`` per channel."""
+"""Maximum bytes of the IPC socket path prefix, to which jupyter_client appends ``-N`` per channel."""
 
 
 def kill_process_tree(pid: int, include_root: bool = True) -> None:
@@ -104,7 +104,7 @@ class CappedClient(NotebookClient):
     async def _async_cleanup_kernel(self) -> None:
         # The kernel's own shutdown kills only its process group. A snippet's children that
         # started their own session would outlive it, so the whole tree goes first. A kernel
-        # still busy after a timeout cannot answer a shutdown request, so it is killed as well.
+        # still busy after a timeout cannot handle a shutdown request, so it is killed as well.
         provisioner = getattr(self.km, "provisioner", None) if self.km else None
         pid = getattr(provisioner, "pid", None)
         if pid:
@@ -138,6 +138,7 @@ def _error_of(nb: Any) -> tuple[int | None, dict | None]:
 def execute(job: dict[str, Any], job_dir: Path) -> dict[str, Any]:
     """Execute the job's notebook and return the outcome record."""
     nb = nbformat.read(job_dir / "input.ipynb", as_version=4)
+
     # Unix sockets in the job folder keep the kernel off TCP ports. Their paths are limited to
     # about 107 bytes on Linux, so a long temporary folder falls back to TCP on loopback.
     socket_prefix = str(job_dir / "kernel")
@@ -145,6 +146,7 @@ def execute(job: dict[str, Any], job_dir: Path) -> dict[str, Any]:
         kernel_manager = AsyncKernelManager(kernel_name="python3", transport="ipc", ip=socket_prefix)
     else:
         kernel_manager = AsyncKernelManager(kernel_name="python3", transport="tcp", ip="127.0.0.1")
+
     client = CappedClient(
         nb,
         km=kernel_manager,
@@ -159,7 +161,7 @@ def execute(job: dict[str, Any], job_dir: Path) -> dict[str, Any]:
     outcome: dict[str, Any] = {"status": "ok", "cell": None, "ename": None, "evalue": None, "traceback": []}
     started = time.monotonic()
     try:
-        # nbclient leaves a kernel manager passed in by the caller running unless told otherwise.
+        # nbclient shuts down a kernel manager passed in by the caller only with cleanup_kc=True.
         client.execute(cleanup_kc=True)
     except CellTimeoutError:
         outcome.update(status="timeout", cell=_code_index(nb, client.current_cell))
@@ -170,6 +172,7 @@ def execute(job: dict[str, Any], job_dir: Path) -> dict[str, Any]:
         outcome.update(status="error", cell=_code_index(nb, index))
         if output is not None:
             outcome.update(ename=output["ename"], evalue=output["evalue"], traceback=output["traceback"])
+
     outcome["duration"] = time.monotonic() - started
     outcome["truncated"] = bool(client.truncated_cells)
     nbformat.write(nb, job_dir / "executed.ipynb")

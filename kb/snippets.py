@@ -4,10 +4,10 @@ A snippet is a ``snippets/*.py`` file in jupytext's percent format. Line 1 is a 
 
     # kb: timeout=SECONDS [gpu=none|optional|required] [data=path,path]
 
-``timeout`` bounds the wall time of all its cells together, ``gpu=optional`` says the code uses a
-GPU when one is present and runs on the CPU otherwise, ``gpu=required`` skips the snippet on a
-machine without a GPU, and ``data`` lists files or folders (relative to the snippet's folder)
-that the snippet reads, so that editing them re-runs it. Cells start at ``# %%`` lines, and the
+``timeout`` bounds the wall time of all its cells together. ``gpu=optional`` declares that the
+code uses a GPU when one is present and runs on the CPU otherwise, and ``gpu=required`` skips
+the snippet on a machine without a GPU. ``data`` lists files or folders, relative to the
+snippet's folder, that the snippet reads, so that editing them re-runs it. Cells start at ``# %%`` lines, and the
 text after ``# %%`` is the cell title.
 
 A fence in a note is runnable when its language is ``python`` (or ``py``, ``python3``). Words
