@@ -431,6 +431,29 @@ def test_kb_run_exit_code_and_summary(project, monkeypatch, capsys):
     assert kb_main(["run", "no-such-thing"]) == 2
 
 
+def test_kb_run_selects_targets(project):
+    from kb.cli_run import select_units
+
+    write(project.snippets_dir / "alpha.py", "# kb: timeout=30\n# %%\nprint(1)\n")
+    write(project.vault_dir / "ml" / "Loss.md", "```python\nprint(1)\n```\n\n```python\nprint(2)\n```\n")
+    project = Project.discover(start=project.root)
+    cases = {
+        "alpha": ["snippets/alpha.py"],
+        "alpha.py": ["snippets/alpha.py"],
+        str(project.snippets_dir / "alpha.py"): ["snippets/alpha.py"],
+        "loss": ["ml/Loss.md:1", "ml/Loss.md:5"],
+        "ml/Loss.md": ["ml/Loss.md:1", "ml/Loss.md:5"],
+        "ml/Loss.md:5": ["ml/Loss.md:5"],
+    }
+    for target, expected in cases.items():
+        units, errors = select_units(project, [target])
+        assert errors == [], target
+        assert [unit.name for unit in units] == expected, target
+    units, errors = select_units(project, ["ml/Loss.md:3"])
+    assert units == []
+    assert errors == ["ml/Loss.md has no runnable fence opening at line 3"]
+
+
 def test_parallel_run_executes_each_unit_once(project):
     for index in range(4):
         write(project.snippets_dir / f"s{index}.py", f"# kb: timeout=30\n# %%\nprint({index})\n")
