@@ -20,6 +20,7 @@ from snippets.ddpm import cosine_beta_schedule, diffusion_loss, sample_ddim, sam
 from snippets.digits import digit_quality, load_digits_tensor
 from snippets.unet import UNet, count_parameters
 
+# NOTE: the CUDA configuration has not been run yet. Only the CPU one has been measured.
 if torch.cuda.is_available():
     DEVICE = "cuda"
     CONFIG = dict(dim=32, attn_heads=4, attn_dim_head=16, timesteps=1000, steps=4000,
