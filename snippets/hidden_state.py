@@ -97,11 +97,21 @@ class StatefulDenoiser(nn.Module):
 
 
 def width_for_parameters(dim, variant, target, **kwargs):
-    """Return the width whose parameter count for `variant` is closest to `target`."""
+    """Return the width whose parameter count for `variant` is closest to `target`.
+
+    The count grows with the width, so a bisection over 8..1024 finds it.
+    """
     def count(width):
         return sum(p.numel() for p in StatefulDenoiser(dim, width, variant, **kwargs).parameters())
 
-    return min(range(8, 1025), key=lambda width: abs(count(width) - target))
+    low, high = 8, 1024
+    while high - low > 1:
+        middle = (low + high) // 2
+        if count(middle) < target:
+            low = middle
+        else:
+            high = middle
+    return min((low, high), key=lambda width: abs(count(width) - target))
 
 
 # %% Training
