@@ -32,7 +32,7 @@ from snippets.digits import digit_quality, load_digits_tensor
 from snippets.unet import count_parameters
 
 LATENT_CHANNELS = 2  # Z; latents are (B, 2, 4, 4) for (B, 1, 8, 8) digits
-KL_WEIGHT = 1e-3  # weight of the KL term per image; SD's autoencoders use 1e-6
+KL_WEIGHT = 1e-3  # weight of the KL term per image (1e-6 in the CompVis KL autoencoder configs)
 if DEVICE == "cuda":
     AE_STEPS, BUDGET_SECONDS = 2000, 60.0
 else:
