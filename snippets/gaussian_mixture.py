@@ -24,9 +24,9 @@
 # \mathbb{E}[x_0 \mid x] = \sum_k r_k(x) \Big(\mu_k + \frac{\alpha s_k^2}{v_k}(x - \alpha\mu_k)\Big).
 # $$
 #
-# The two are tied by Tweedie's formula, $\alpha \, \mathbb{E}[x_0 \mid x] = x + \sigma^2 \nabla_x \log p(x)$
-# (Efron 2011, "Tweedie's formula and selection bias", eq. 2.8 for a Gaussian location
-# family). The code computes both independently and checks that they agree.
+# The two are tied by Tweedie's formula, $\alpha \, \mathbb{E}[x_0 \mid x] = x + \sigma^2 \nabla_x \log p(x)$,
+# which holds for any data distribution under Gaussian noise. The code computes both
+# independently and checks that they agree.
 # Everything is float64 because the checks downstream claim exactness.
 
 # %%

@@ -5,8 +5,8 @@
 # current image $x_{\sigma_i}$ passes from one step to the next. Three published ideas
 # pass more:
 #
-# - **Self-conditioning** (Chen, Zhang and Hinton 2022, "Analog Bits", arXiv 2208.04202,
-#   section 3): the denoiser also reads its own previous estimate $\hat x_0$. In training,
+# - **Self-conditioning** (Chen, Zhang and Hinton 2022, "Analog Bits", arXiv 2208.04202):
+#   the denoiser also reads its own previous estimate $\hat x_0$. In training,
 #   half the time a first pass with an empty estimate produces $\hat x_0$ (no gradient),
 #   and a second pass reads it.
 # - **Latent self-conditioning** (Jabri, Fleet and Chen 2022, "Scalable Adaptive
@@ -18,18 +18,20 @@
 #   branch. That saves compute without training, and does not aim to improve samples.
 #
 # The experiment below compares, at matched parameter counts and matched function
-# evaluations, three denoisers sharing EDM's preconditioning and an Euler sampler
+# evaluations, denoisers sharing EDM's preconditioning and an Euler sampler
 # (see `snippets/edm.py`):
 #
 # 1. **baseline**: $D(x; \sigma)$;
 # 2. **self-conditioning**: $D(x, \hat x_0^{prev}; \sigma)$, trained as in Analog Bits;
 # 3. **recurrent state**: $D(x, h^{prev}; \sigma) \to (\hat x_0, h)$ with a learned
-#    32-dimensional state $h$, trained like an RNN: one to three passes at increasing
-#    noise levels $\sigma e^{u_1 + \dots}$, $u_k \sim U(0, 3)$, on the same noise
-#    ($x' = x_0 + \sigma' \varepsilon$, the deterministic sampler's path when $D \approx x_0$),
-#    each pass handing its state to the next, with a loss on every pass and the gradient
-#    through all of them (back-propagation through time). Half of each batch gets empty
-#    states, as in self-conditioning.
+#    32-dimensional state $h$, produced in training by a first pass at the same level
+#    without gradient, as self-conditioning produces its estimate;
+# 4. on the 2-D data only, **recurrent, unrolled**: the same model trained like an RNN,
+#    over two or three passes at increasing noise levels $\sigma e^{u_1 + \dots}$,
+#    $u_k \sim U(0, 3)$, on one forward-noised path $x_0 + \sigma' \varepsilon$, with a loss
+#    on every pass and the gradient through all of them. It is kept as a failure case:
+#    two points on that path determine $x_0$, so its state learns a shortcut that the
+#    sampler's real path does not offer.
 #
 # Measures: sliced Wasserstein-2 on a 2-D mixture and the Fréchet distance of classifier
 # features on the digits (`snippets/digits.py`), each over three seeds.
