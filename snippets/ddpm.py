@@ -79,9 +79,10 @@ def diffusion_loss(model, x0, alphas_cumprod, generator=None):
 
 # %% Samplers
 def predict_x0(x_t, eps, abar, clip):
-    """Invert eq. 4 for x0 given predicted noise, optionally clipping to the data range [-1, 1]."""
+    """Invert eq. 4 for x0 given predicted noise, then clip it to [-clip, clip] unless clip is
+    False or 0. True means 1, the range of images scaled to [-1, 1]."""
     x0 = (x_t - math.sqrt(1 - abar) * eps) / math.sqrt(abar)
-    return x0.clamp(-1, 1) if clip else x0
+    return x0.clamp(-float(clip), float(clip)) if clip else x0
 
 
 @torch.no_grad()
@@ -92,6 +93,7 @@ def sample_ddpm(model, shape, betas, clip_x0=True, generator=None, device="cpu")
     x_{t-1} = (x_t - beta_t / sqrt(1 - abar_t) eps) / sqrt(alpha_t) + sigma_t z.
     The same mean is written here as the posterior mean of q(x_{t-1} | x_t, x0) (eq. 7) at
     the predicted x0, so that x0 can be clipped to [-1, 1] first, as the GitHub model does.
+    A number for clip_x0 clips to [-clip_x0, clip_x0] instead, for data with another range.
     sigma_t^2 = beta-tilde_t = beta_t (1 - abar_{t-1}) / (1 - abar_t) is one of the two
     choices in section 3.2 (the GitHub model's). The other, beta_t, gave similar samples there.
 
@@ -135,8 +137,8 @@ def sample_ddim(model, shape, betas, steps=50, eta=0.0, clip_x0=True, generator=
 
     sigma_t = eta * sqrt((1 - abar_prev) / (1 - abar_t)) * sqrt(1 - abar_t / abar_prev) (eq. 16).
     eta = 0 is deterministic given x_T. eta = 1 with steps = T is the ancestral sampler with
-    sigma_t^2 = beta-tilde_t. When clip_x0 is set, x0 is clipped and the noise re-derived from
-    it, as the GitHub model does.
+    sigma_t^2 = beta-tilde_t. When clip_x0 is set, x0 is clipped (as in `sample_ddpm`) and the
+    noise re-derived from it, as the GitHub model does.
     """
     alphas_cumprod = (1 - betas.double()).cumprod(0).tolist()
     times = ddim_timesteps(len(betas), steps)

@@ -1,4 +1,4 @@
-# kb: timeout=90 gpu=optional
+# kb: timeout=120 gpu=optional
 # %% [markdown]
 # # Training the DDPM on 8x8 digits
 # The U-Net of `unet.py` learns the epsilon-prediction loss of `ddpm.py` (Ho et al. 2020,

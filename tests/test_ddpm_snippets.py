@@ -12,6 +12,7 @@ from snippets.ddpm import (
     ddim_timesteps,
     diffusion_loss,
     linear_beta_schedule,
+    predict_x0,
     q_sample,
     sample_ddim,
     sample_ddpm,
@@ -212,3 +213,12 @@ def test_latent_scale_factor_gives_unit_std():
     assert logvar.shape == (64, 2, 4, 4)
     assert (mean * scale).std().item() == pytest.approx(1.0, rel=1e-5)
     assert autoencoder.decode(mean).shape == images.shape
+
+
+def test_predict_x0_clip_bounds():
+    x_t = torch.tensor([[-9.0, 0.5, 9.0]])
+    eps = torch.zeros_like(x_t)
+    unclipped = predict_x0(x_t, eps, 0.25, clip=False)
+    assert torch.equal(unclipped, x_t / 0.5)
+    assert torch.equal(predict_x0(x_t, eps, 0.25, clip=True), torch.tensor([[-1.0, 1.0, 1.0]]))
+    assert torch.equal(predict_x0(x_t, eps, 0.25, clip=2.5), torch.tensor([[-2.5, 1.0, 2.5]]))
