@@ -1,4 +1,4 @@
-# kb: timeout=60
+# kb: timeout=90
 # %% [markdown]
 # # DDPM from scratch: schedules, forward process, loss, and two samplers
 # The Gaussian diffusion of Ho et al. (2020), "Denoising Diffusion Probabilistic Models",
