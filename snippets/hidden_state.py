@@ -256,7 +256,7 @@ if __name__ == "__main__":
     start = time.perf_counter()
     nfes_2d = (4, 8, 16)
     results_2d, parameters_2d, models_2d = run_experiment(
-        data, reference, mixture_distance, n_steps=600, batch_size=256, width=64,
+        data, reference, mixture_distance, n_steps=500, batch_size=256, width=64,
         seeds=seeds, nfes=nfes_2d, n_samples=2000,
     )
     print(f"2-D mixture, sliced W2 to 2000 exact samples (mean noise floor {floor:.4f}), "
@@ -310,7 +310,7 @@ if __name__ == "__main__":
     nfes_digits = (6, 12)
     results_digits, parameters_digits, _ = run_experiment(
         train_images.reshape(len(train_images), -1), test_features, digit_frechet,
-        n_steps=600, batch_size=128, width=192, seeds=seeds, nfes=nfes_digits, n_samples=360,
+        n_steps=450, batch_size=128, width=192, seeds=seeds, nfes=nfes_digits, n_samples=360,
         variants=VARIANTS[:3],
     )
     real_fd = digit_frechet(train_images[:360], test_features)
