@@ -71,6 +71,9 @@ class Vault:
     def __post_init__(self) -> None:
         self._by_path: dict[str, str] = {}
         self._by_name: dict[str, list[str]] = {}
+        # Resolutions keyed by target text, syntax and the folder of the linking note, because
+        # resolve() reads the linking note only through its folder. Empty targets are not cached.
+        self._resolutions: dict[tuple[str, str, str], Resolution] = {}
 
     # Loading -----------------------------------------------------------------------------
 
@@ -210,6 +213,7 @@ class Vault:
     # Resolution --------------------------------------------------------------------------
 
     def _build_index(self) -> None:
+        self._resolutions.clear()
         for path in self.files:
             self._by_path[_key(path)] = path
             self._by_name.setdefault(_key(path.rsplit("/", 1)[-1]), []).append(path)
@@ -271,7 +275,12 @@ class Vault:
         return sorted(set(found))
 
     def _resolve_link(self, link: Link) -> None:
-        resolution = self.resolve(link.target_text, link.source, link.syntax)
+        key = (link.target_text, link.syntax, _folder(link.source))
+        resolution = self._resolutions.get(key)
+        if resolution is None:
+            resolution = self.resolve(link.target_text, link.source, link.syntax)
+            if link.target_text.strip():
+                self._resolutions[key] = resolution
         link.target = resolution.target
         link.ambiguous = resolution.ambiguous
         link.candidates = list(resolution.candidates)
