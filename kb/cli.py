@@ -25,11 +25,24 @@ from kb.graph import (
     learning_order,
     requires_cycles,
     summary,
+    topic_dependencies,
 )
-from kb.model import Problem
+from kb.model import _ESCAPE_CONTROL, Problem
 from kb.project import Project
 
 __all__ = ["main"]
+
+GRAPH_RULES = """\
+dependency rules for the tree and --order:
+  - requires: links are prerequisites; body links and embeds are weaker ones ("link").
+  - other front-matter links (answers:, related: ...) are metadata, not dependencies.
+  - an answer note's link back to the note that holds its question (its answers: target)
+    is not a dependency.
+  - notes that are linked but not written are left out and listed as "missing notes"
+    (on stderr, or under "missing_notes" in JSON).
+  - TOPIC comes last in its learning order (first with --reverse): links back into TOPIC
+    are cut and reported, and so is one edge of each remaining cycle.
+"""
 
 # Modules that add their own subcommands; a missing one is simply not offered.
 COMMAND_MODULES = ("kb.cli_run", "kb.cli_questions")
@@ -75,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
         "graph", help="prerequisites of a topic, a learning order, or how two topics connect",
         description="With TOPIC: what TOPIC depends on (requires: lists, then plain links). "
         "Without: a summary of the vault.",
+        epilog=GRAPH_RULES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_vault_option(graph)
     graph.add_argument("topic", nargs="?", help="note name, path or alias (any case)")
@@ -135,7 +149,7 @@ def command_links(args: argparse.Namespace) -> int:
     for link in links:
         target = link.target or f"(unresolved, would create {link.would_create})"
         extra = " (ambiguous)" if link.ambiguous else ""
-        print(f"{link.source}:{link.line}: {link.raw} -> {target}{extra}")
+        print(_printable(f"{link.source}:{link.line}: {link.raw} -> {target}{extra}"))
     return 0
 
 
@@ -148,7 +162,7 @@ def command_tags(args: argparse.Namespace) -> int:
         return 0
     for path, names in tags.items():
         if names:
-            print(f"{path}: {' '.join('#' + name for name in names)}")
+            print(_printable(f"{path}: {' '.join('#' + name for name in names)}"))
     return 0
 
 
@@ -190,31 +204,52 @@ def command_graph(args: argparse.Namespace) -> int:
     D = dependency_graph(G, strong_only=args.strong)
     if args.reverse:
         D = D.reverse(copy=True)
+    dependencies = topic_dependencies(D, topic)
 
     if args.order:
         order, cut = learning_order(D, topic)
         if args.reverse:
             order.reverse()
+        cut = _as_written(cut, args.reverse)
         if args.format == "json":
-            json.dump({"order": order, "cycles_cut": cut}, sys.stdout, indent=2, ensure_ascii=False)
+            record = {"order": order, "cycles_cut": cut, "missing_notes": dependencies.missing}
+            json.dump(record, sys.stdout, indent=2, ensure_ascii=False)
             print()
             return 0
         for index, node in enumerate(order, 1):
             print(f"{index:3d}. {_label(G, node)}")
-        for u, v in cut:
-            print(f"note: cycle broken by ignoring {_label(G, u)} -> {_label(G, v)}", file=sys.stderr)
+        _print_cut_and_missing(G, cut, dependencies.missing)
         return 0
 
-    tree = dependency_tree(D, topic, args.depth)
+    tree = dependency_tree(dependencies.graph, topic, args.depth)
+    cut = _as_written(dependencies.cut, args.reverse)
     if args.format == "tree":
         _print_tree(G, tree)
+        _print_cut_and_missing(G, cut, dependencies.missing)
         return 0
     if args.format == "json":
-        json.dump(_tree_json(tree), sys.stdout, indent=2, ensure_ascii=False)
+        record = _tree_json(tree)
+        record["cycles_cut"] = cut
+        record["missing_notes"] = dependencies.missing
+        json.dump(record, sys.stdout, indent=2, ensure_ascii=False)
         print()
         return 0
     nodes = _tree_nodes(tree)
     return _export(G.subgraph(nodes), args.format)
+
+
+def _as_written(edges: list[tuple[str, str]], reverse: bool) -> list[tuple[str, str]]:
+    """Return dependency edges as "u depends on v", undoing the reversal of ``--reverse``."""
+    return [(v, u) for u, v in edges] if reverse else list(edges)
+
+
+def _print_cut_and_missing(G: nx.MultiDiGraph, cut: list[tuple[str, str]], missing: list[str]) -> None:
+    for u, v in cut:
+        print(f"note: cycle broken by ignoring {_label(G, u)} -> {_label(G, v)}", file=sys.stderr)
+    if missing:
+        print("missing notes (linked but not written, left out above):", file=sys.stderr)
+        for node in missing:
+            print(f"  {G.nodes[node]['label']}", file=sys.stderr)
 
 
 def _topic(vault, query: str) -> str | None:
@@ -232,7 +267,13 @@ def _label(G: nx.MultiDiGraph, node: str) -> str:
     names = _DISPLAY_NAMES.get(G)
     if names is None:
         names = _DISPLAY_NAMES[G] = display_names(G)
-    return names[node]
+    return _printable(names[node])
+
+
+def _printable(text: str) -> str:
+    """Return ``text`` with control characters written as escapes, so a file or link name
+    cannot move the cursor, recolour or retitle the terminal that shows kb's output."""
+    return text.translate(_ESCAPE_CONTROL)
 
 
 # Display names per graph, computed once per command instead of once per printed node.
@@ -277,6 +318,49 @@ def _tree_json(tree: DependencyTree) -> dict:
     return root
 
 
+def _iter_json(value: object, indent: int = 2):
+    """Yield the text ``json.dump(value, indent=indent, ensure_ascii=False)`` writes, using a
+    stack instead of recursion so any nesting depth works."""
+    # Each entry: (container, iterator over its items, depth, whether an item was written).
+    stack: list[list] = []
+
+    def open_container(container, depth: int):
+        if not container:
+            return "{}" if isinstance(container, dict) else "[]"
+        items = iter(container.items()) if isinstance(container, dict) else iter(container)
+        stack.append([container, items, depth, False])
+        return "{" if isinstance(container, dict) else "["
+
+    def start(item, depth: int) -> str:
+        if isinstance(item, (dict, list)):
+            return open_container(item, depth + 1)
+        return json.dumps(item, ensure_ascii=False)
+
+    yield start(value, -1)
+    while stack:
+        entry = stack[-1]
+        container, items, depth, written = entry
+        item = next(items, _END)
+        pad = " " * (indent * (depth + 1))
+        if item is _END:
+            stack.pop()
+            closing = "}" if isinstance(container, dict) else "]"
+            yield "\n" + " " * (indent * depth) + closing
+            continue
+        separator = "," if written else ""
+        entry[3] = True
+        if isinstance(container, dict):
+            key, child = item
+            yield f"{separator}\n{pad}{json.dumps(str(key), ensure_ascii=False)}: "
+        else:
+            child = item
+            yield f"{separator}\n{pad}"
+        yield start(child, depth)
+
+
+_END = object()
+
+
 def _tree_nodes(tree: DependencyTree) -> set[str]:
     nodes, stack = set(), [tree]
     while stack:
@@ -309,9 +393,10 @@ def _export(G: nx.MultiDiGraph, fmt: str) -> int:
     elif fmt == "graphml":
         H = nx.MultiDiGraph()
         for node, data in G.nodes(data=True):
-            H.add_node(node, **{key: (value if isinstance(value, (str, int, float, bool)) else " ".join(map(str, value))) for key, value in data.items()})
+            # Control characters are invalid in XML 1.0, so they are written as escapes.
+            H.add_node(_printable(node), **{key: (_printable(value) if isinstance(value, str) else value if isinstance(value, (int, float, bool)) else _printable(" ".join(map(str, value)))) for key, value in data.items()})
         for u, v, key, data in G.edges(keys=True, data=True):
-            H.add_edge(u, v, key=key, kind=data["kind"], count=data["count"], lines=" ".join(map(str, data["lines"])))
+            H.add_edge(_printable(u), _printable(v), key=key, kind=data["kind"], count=data["count"], lines=" ".join(map(str, data["lines"])))
         for line in nx.generate_graphml(H):
             print(line)
     elif fmt == "dot":
@@ -336,7 +421,7 @@ def _export(G: nx.MultiDiGraph, fmt: str) -> int:
 
 
 def _quote(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return '"' + _printable(text).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 # check ----------------------------------------------------------------------------------

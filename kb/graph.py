@@ -1,10 +1,22 @@
 """The topic graph of a vault: notes, attachments and unresolved targets, joined by typed edges.
 
 Edges point from the note that writes a link to the note it names, with ``kind`` one of
-``link``, ``embed`` or ``requires``. A front-matter ``requires:`` list is an explicit
-prerequisite; an ordinary link or embed counts as a weaker dependency. The graph is a
-:class:`networkx.MultiDiGraph` with one edge per (source, target, kind), carrying how often
-and on which lines it is written.
+``link``, ``embed``, ``requires`` or ``property``. A front-matter ``requires:`` list is an
+explicit prerequisite; an ordinary link or embed counts as a weaker dependency. A link in any
+other front-matter property (``answers:``, ``related:``...) has kind ``property``. The graph
+is a :class:`networkx.MultiDiGraph` with one edge per (source, target, kind), carrying how
+often and on which lines it is written.
+
+Dependency rules, used by the tree and the learning order of a topic:
+
+- ``requires:`` links are strong dependencies, body links and embeds weak ones.
+- Property links other than ``requires:`` are metadata, never dependencies.
+- An answer note's link to a note its ``answers:`` property names points back to the
+  question, so it is not a dependency either (unless ``requires:`` names that note too).
+- Unresolved targets are never part of a learning order or a tree. They are listed apart as
+  missing notes.
+- The topic comes last in its learning order (first with ``--reverse``): edges into the topic
+  are removed before sorting and reported as cut.
 
 Caveats: self links are kept as self-loops in the graph but ignored by the ordering
 functions, and cycles among prerequisites are broken deterministically (weak edges first,
@@ -22,6 +34,7 @@ from kb.vault import Vault
 
 __all__ = [
     "DependencyTree",
+    "TopicDependencies",
     "build_graph",
     "connection_path",
     "dependency_graph",
@@ -29,10 +42,13 @@ __all__ = [
     "display_names",
     "learning_order",
     "summary",
+    "topic_dependencies",
     "unresolved_id",
 ]
 
 STRONG = "requires"
+PROPERTY = "property"
+"""Edge kind of a link in a front-matter property other than ``requires:``."""
 
 
 def unresolved_id(would_create: str) -> str:
@@ -57,9 +73,13 @@ def build_graph(vault: Vault, include_unresolved: bool = True) -> nx.MultiDiGrap
     for path in sorted(vault.files):
         note = vault.notes.get(path)
         if note is not None:
+            answers = sorted({
+                link.target for link in note.links
+                if link.syntax == "property" and link.property == "answers" and link.target
+            })
             G.add_node(
                 path, kind="note", label=note.name, folder=note.folder,
-                tags=note.tag_names, aliases=note.aliases, unresolved=False,
+                tags=note.tag_names, aliases=note.aliases, unresolved=False, answers=answers,
             )
         elif path.lower().endswith(".md"):
             continue  # an unreadable note: reported at load time, not a node
@@ -82,7 +102,10 @@ def build_graph(vault: Vault, include_unresolved: bool = True) -> nx.MultiDiGrap
                 )
         else:
             continue
-        kind = STRONG if link.syntax == "property" and link.property == "requires" else link.kind
+        if link.syntax == "property":
+            kind = STRONG if link.property == "requires" else PROPERTY
+        else:
+            kind = link.kind
         if G.has_edge(link.source, target, kind):
             data = G.edges[link.source, target, kind]
             data["count"] += 1
@@ -92,19 +115,60 @@ def build_graph(vault: Vault, include_unresolved: bool = True) -> nx.MultiDiGrap
     return G
 
 
+def is_dependency(G: nx.MultiDiGraph, u: str, v: str, kind: str, strong_only: bool = False) -> bool:
+    """Return whether the edge ``(u, v, kind)`` of ``G`` makes ``u`` depend on ``v``.
+
+    See the module docstring for the rules: property links are metadata, and an answer
+    note's plain link back to the note holding its question is not a dependency.
+    """
+    if u == v or kind == PROPERTY:
+        return False
+    if kind == STRONG:
+        return True
+    if strong_only:
+        return False
+    return v not in G.nodes[u].get("answers", ())
+
+
 def dependency_graph(G: nx.MultiDiGraph, strong_only: bool = False) -> nx.DiGraph:
     """Collapse ``G`` to "u depends on v" edges between notes, with ``strength`` strong/weak."""
     D = nx.DiGraph()
-    D.add_nodes_from(node for node, data in G.nodes(data=True) if data["kind"] != "attachment")
+    D.add_nodes_from(
+        (node, {"unresolved": data["unresolved"]})
+        for node, data in G.nodes(data=True) if data["kind"] != "attachment"
+    )
     for u, v, kind in G.edges(keys=True):
-        if u == v or v not in D:
-            continue
-        if strong_only and kind != STRONG:
+        if v not in D or not is_dependency(G, u, v, kind, strong_only):
             continue
         strength = "strong" if kind == STRONG else "weak"
         if not D.has_edge(u, v) or strength == "strong":
             D.add_edge(u, v, strength=strength)
     return D
+
+
+@dataclass
+class TopicDependencies:
+    """What a topic depends on, after the topic rules of the module docstring are applied."""
+
+    graph: nx.DiGraph
+    """Dependencies reachable from the topic: no unresolved nodes, self-loops or edges into it."""
+    cut: list[tuple[str, str]]
+    """Edges into the topic that were removed, sorted."""
+    missing: list[str]
+    """Unresolved targets reachable from the topic, sorted."""
+
+
+def topic_dependencies(D: nx.DiGraph, topic: str) -> TopicDependencies:
+    """Restrict the dependency graph ``D`` to what ``topic`` depends on, with the topic rules."""
+    reachable = nx.descendants(D, topic) | {topic}
+    missing = sorted(node for node in reachable if D.nodes[node].get("unresolved", False))
+    H = nx.DiGraph(D.subgraph(reachable - set(missing)))
+    H.remove_edges_from(list(nx.selfloop_edges(H)))
+    cut = sorted(H.in_edges(topic))
+    H.remove_edges_from(cut)
+    # Removing unresolved nodes and edges into the topic can leave nodes it no longer reaches.
+    H.remove_nodes_from(set(H) - nx.descendants(H, topic) - {topic})
+    return TopicDependencies(H, cut, missing)
 
 
 @dataclass
@@ -164,15 +228,16 @@ def dependency_tree(D: nx.DiGraph, topic: str, depth: int | None = None) -> Depe
 def learning_order(D: nx.DiGraph, topic: str) -> tuple[list[str], list[tuple[str, str]]]:
     """Return the prerequisites of ``topic`` in a learning order, and the edges cut to get it.
 
-    Prerequisites come before what needs them and ``topic`` comes last. Ties are broken
+    Prerequisites come before what needs them and ``topic`` comes last: edges into it are cut
+    first. Unresolved targets are left out (see :func:`topic_dependencies`), and so is a note
+    that the topic reaches only through a cut edge. Ties are broken
     alphabetically, so the order is deterministic. Cycles are found one at a time, and each
     loses its alphabetically last weak edge, or its alphabetically last edge when all are
     strong. NOTE: this need not cut the fewest edges.
     """
-    reachable = nx.descendants(D, topic) | {topic}
-    H = nx.DiGraph(D.subgraph(reachable))
-    H.remove_edges_from(list(nx.selfloop_edges(H)))
-    cut: list[tuple[str, str]] = []
+    dependencies = topic_dependencies(D, topic)
+    H = dependencies.graph
+    cut = list(dependencies.cut)
     while True:
         try:
             cycle = nx.find_cycle(H, source=sorted(H.nodes))
@@ -183,6 +248,8 @@ def learning_order(D: nx.DiGraph, topic: str) -> tuple[list[str], list[tuple[str
         edge = weak[-1] if weak else sorted(edges)[-1]
         H.remove_edge(*edge)
         cut.append(edge)
+        # A note reached only through the cut edge is no longer a prerequisite of the topic.
+        H.remove_nodes_from(set(H) - nx.descendants(H, topic) - {topic})
     # Edges point from a note to its prerequisite, so reverse them for "prerequisites first".
     order = list(nx.lexicographical_topological_sort(H.reverse(copy=False), key=str))
     return order, cut

@@ -14,7 +14,7 @@ import networkx as nx
 import pytest
 
 from kb.cli import main
-from tests.test_graph import NOTES, write_vault
+from test_graph import HUB_NOTES, NOTES, write_vault
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 ML_NOTES = REPOSITORY.parent / "shared" / "vaults" / "ml-notes"
@@ -37,7 +37,7 @@ def run(capsys, *args: str) -> tuple[int, str, str]:
 
 
 def test_graph_tree_text(vault, capsys):
-    code, out, _ = run(capsys, "graph", "Transformer", "--vault", str(vault))
+    code, out, err = run(capsys, "graph", "Transformer", "--vault", str(vault))
     assert code == 0
     assert out.splitlines() == [
         "Transformer",
@@ -47,20 +47,35 @@ def test_graph_tree_text(vault, capsys):
         "|       `-- Linear Algebra  (link, see above)",
         "|-- Embeddings",
         "|   `-- Linear Algebra  (see above)",
-        "|-- Softmax  (link, see above)",
-        "`-- Missing Topic (unresolved)  (link)",
+        "`-- Softmax  (link, see above)",
+    ]
+    assert err.splitlines() == [
+        "missing notes (linked but not written, left out above):",
+        "  Missing Topic",
     ]
 
 
-def test_graph_tree_cycle_once(vault, capsys):
-    code, out, _ = run(capsys, "graph", "Cycle A", "--vault", str(vault))
+def test_graph_tree_cuts_links_into_topic(vault, capsys):
+    code, out, err = run(capsys, "graph", "Cycle A", "--vault", str(vault))
     assert code == 0
     assert out.splitlines() == [
         "Cycle A",
         "`-- Cycle B",
-        "    |-- Cycle A  (cycle)",
         "    `-- Cycle C  (link)",
-        "        `-- Cycle A  (link, cycle)",
+    ]
+    assert err.splitlines() == [
+        "note: cycle broken by ignoring Cycle B -> Cycle A",
+        "note: cycle broken by ignoring Cycle C -> Cycle A",
+    ]
+
+
+def test_graph_tree_repeat_marked(vault, capsys):
+    _, out, _ = run(capsys, "graph", "Cycle B", "--vault", str(vault))
+    assert out.splitlines() == [
+        "Cycle B",
+        "|-- Cycle A",
+        "`-- Cycle C  (link)",
+        "    `-- Cycle A  (link, see above)",
     ]
 
 
@@ -82,8 +97,7 @@ def test_graph_depth(vault, capsys):
         "Transformer",
         "|-- Attention",
         "|-- Embeddings",
-        "|-- Softmax  (link)",
-        "`-- Missing Topic (unresolved)  (link)",
+        "`-- Softmax  (link)",
     ]
 
 
@@ -118,6 +132,48 @@ def test_graph_order_text_reports_cut(vault, capsys):
         "note: cycle broken by ignoring Cycle B -> Cycle A",
         "note: cycle broken by ignoring Cycle C -> Cycle A",
     ]
+
+
+def test_graph_order_lists_missing_notes(vault, capsys):
+    code, out, err = run(capsys, "graph", "Transformer", "--order", "--vault", str(vault))
+    assert code == 0
+    assert "Missing Topic" not in out
+    assert out.splitlines()[-1] == "  5. Transformer"
+    assert err.splitlines() == [
+        "missing notes (linked but not written, left out above):",
+        "  Missing Topic",
+    ]
+    _, out, _ = run(capsys, "graph", "Transformer", "--order", "--format", "json", "--vault", str(vault))
+    data = json.loads(out)
+    assert data["missing_notes"] == ["unresolved:Missing Topic.md"]
+    assert "unresolved:Missing Topic.md" not in data["order"]
+
+
+def test_graph_order_hub_vault_topic_last(tmp_path, capsys):
+    write_vault(tmp_path, HUB_NOTES)
+    code, out, err = run(capsys, "graph", "Cold", "--order", "--vault", str(tmp_path))
+    assert code == 0
+    assert [line.split(". ", 1)[1] for line in out.splitlines()] == ["Blur", "UNet", "DDPM", "Cold"]
+    assert "note: cycle broken by ignoring UNet -> Cold" in err.splitlines()
+
+
+def test_graph_order_reverse_topic_first(tmp_path, capsys):
+    write_vault(tmp_path, HUB_NOTES)
+    _, out, err = run(capsys, "graph", "DDPM", "--order", "--reverse", "--vault", str(tmp_path))
+    names = [line.split(". ", 1)[1] for line in out.splitlines()]
+    assert names[0] == "DDPM"
+    assert set(names) == {"DDPM", "Cold", "Hub", "UNet"}
+    # The cut edge is shown as written: DDPM links to UNet.
+    assert err.splitlines() == ["note: cycle broken by ignoring DDPM -> UNet"]
+
+
+def test_graph_help_states_rules(capsys):
+    with pytest.raises(SystemExit):
+        main(["graph", "--help"])
+    out = capsys.readouterr().out
+    assert "metadata, not dependencies" in out
+    assert "missing notes" in out
+    assert "TOPIC comes last" in out
 
 
 def test_graph_path_text(vault, capsys):

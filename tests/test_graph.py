@@ -18,6 +18,7 @@ from kb.graph import (
     learning_order,
     requires_cycles,
     summary,
+    topic_dependencies,
 )
 from kb.vault import Vault
 
@@ -148,9 +149,15 @@ def test_learning_order_valid(graph):
     assert cut == []
     assert set(order) == {
         "Transformer.md", "Attention.md", "Embeddings.md", "Softmax.md", "Linear Algebra.md",
-        "unresolved:Missing Topic.md",
     }
     assert_topological(order, D, cut)
+
+
+def test_learning_order_leaves_out_unresolved(graph):
+    D = dependency_graph(graph)
+    order, _ = learning_order(D, "Transformer.md")
+    assert "unresolved:Missing Topic.md" not in order
+    assert topic_dependencies(D, "Transformer.md").missing == ["unresolved:Missing Topic.md"]
 
 
 def test_learning_order_cycle_cut_deterministic(graph):
@@ -201,3 +208,88 @@ def test_summary_counts(graph):
     for prerequisite, note in zip(chain, chain[1:]):
         assert graph.has_edge(note, prerequisite, "requires")
     assert facts["requires_cycles_cut"] == [("Cycle B.md", "Cycle A.md")]
+
+
+# A person's hub note links each answer, and each answer links back to its question there.
+HUB_NOTES = {
+    "Hub.md": "How does cold diffusion work? [[Cold|answer]] ^q-cold\n\n"
+              "How does DDPM work? [[DDPM|answer]] ^q-ddpm\n\n"
+              "How does a U-Net work? [[UNet|answer]] ^q-unet\n",
+    "Cold.md": "---\nrequires: ['[[DDPM]]']\nanswers: ['[[Hub#^q-cold]]']\nrelated: ['[[Extra]]']\n---\n"
+               "Asked in [[Hub#^q-cold]]. Compare [[Blur]] and [[Not written]].\n",
+    "DDPM.md": "---\nanswers: ['[[Hub#^q-ddpm]]']\n---\nAsked in [[Hub#^q-ddpm]]. Uses [[UNet]].\n",
+    "UNet.md": "---\nanswers: ['[[Hub#^q-unet]]']\n---\nAsked in [[Hub#^q-unet]]. See [[Cold]].\n",
+    "Blur.md": "Blurring.\n",
+    "Extra.md": "Extra.\n",
+}
+
+
+@pytest.fixture
+def hub_graph(tmp_path) -> nx.MultiDiGraph:
+    return build_graph(write_vault(tmp_path, HUB_NOTES))
+
+
+def test_property_links_are_not_dependencies(hub_graph):
+    assert hub_graph.has_edge("Cold.md", "Extra.md", "property")
+    assert hub_graph.has_edge("Cold.md", "Hub.md", "property")
+    D = dependency_graph(hub_graph)
+    assert not D.has_edge("Cold.md", "Extra.md")
+
+
+def test_answer_back_link_not_a_dependency(hub_graph):
+    assert hub_graph.has_edge("Cold.md", "Hub.md", "link")
+    D = dependency_graph(hub_graph)
+    assert not D.has_edge("Cold.md", "Hub.md")
+    assert not D.has_edge("DDPM.md", "Hub.md")
+    assert D.edges["Hub.md", "Cold.md"]["strength"] == "weak"
+
+
+def test_answer_back_link_kept_when_required(tmp_path):
+    notes = {
+        "Hub.md": "Why? [[A|answer]] ^q-a\n",
+        "A.md": "---\nanswers: ['[[Hub#^q-a]]']\nrequires: ['[[Hub]]']\n---\n[[Hub]]\n",
+    }
+    D = dependency_graph(build_graph(write_vault(tmp_path, notes)))
+    assert D.edges["A.md", "Hub.md"]["strength"] == "strong"
+
+
+def test_learning_order_topic_last_in_hub_vault(hub_graph):
+    D = dependency_graph(hub_graph)
+    order, cut = learning_order(D, "Cold.md")
+    assert order == ["Blur.md", "UNet.md", "DDPM.md", "Cold.md"]
+    assert cut == [("UNet.md", "Cold.md")]
+    assert "Hub.md" not in order
+
+
+def test_learning_order_reverse_topic_first(hub_graph):
+    D = dependency_graph(hub_graph).reverse(copy=True)
+    order, cut = learning_order(D, "DDPM.md")
+    order.reverse()
+    assert order[0] == "DDPM.md"
+    assert set(order) == {"DDPM.md", "Cold.md", "Hub.md", "UNet.md"}
+    # Reversed, the edge UNet -> DDPM stands for DDPM's own link to UNet, an edge into the topic.
+    assert cut == [("UNet.md", "DDPM.md")]
+
+
+def test_learning_order_drops_notes_behind_cut(tmp_path):
+    notes = {
+        "Topic.md": "---\nrequires: ['[[X]]']\n---\n",
+        "X.md": "[[Y]]\n",
+        "Y.md": "---\nrequires: ['[[X]]']\n---\n[[Z]]\n",
+        "Z.md": "",
+    }
+    D = dependency_graph(build_graph(write_vault(tmp_path, notes)))
+    order, cut = learning_order(D, "Topic.md")
+    # X and Y form a cycle, and X's weak link to Y is cut. Y and Z were reached only through
+    # that link, so they are no longer prerequisites of the topic.
+    assert cut == [("X.md", "Y.md")]
+    assert order == ["X.md", "Topic.md"]
+
+
+def test_topic_dependencies_cut_and_missing(hub_graph):
+    D = dependency_graph(hub_graph)
+    found = topic_dependencies(D, "Cold.md")
+    assert found.cut == [("UNet.md", "Cold.md")]
+    assert found.missing == ["unresolved:Not written.md"]
+    assert "unresolved:Not written.md" not in found.graph
+    assert found.graph.in_degree("Cold.md") == 0
