@@ -16,12 +16,14 @@ from pathlib import Path
 import networkx as nx
 
 from kb.graph import (
+    STRONG,
     DependencyTree,
     build_graph,
     connection_path,
     dependency_graph,
     dependency_tree,
     display_names,
+    is_dependency,
     learning_order,
     requires_cycles,
     summary,
@@ -99,9 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="print TOPIC's prerequisites in a learning order")
     graph.add_argument("--path", nargs=2, metavar=("A", "B"), help="how topic A connects to B")
     graph.add_argument("--strong", action="store_true",
-                       help="follow only requires: prerequisites, not plain links")
+                       help="follow and draw only requires: prerequisites, not plain links")
     graph.add_argument("--format", choices=("tree", "json", "dot", "mermaid", "graphml"),
-                       default="tree", help="output format (default: tree)")
+                       default="tree",
+                       help="output format (default: tree). With TOPIC, --order or --path, "
+                       "'tree' is the text view and 'json' its JSON record; dot, mermaid and "
+                       "graphml draw the notes shown with the edges they follow. Without "
+                       "TOPIC, these three draw the whole vault")
     graph.set_defaults(handler=command_graph)
 
     check = commands.add_parser("check", help="report broken, ambiguous and cyclic links")
@@ -179,23 +185,25 @@ def command_graph(args: argparse.Namespace) -> int:
         if a is None or b is None:
             return 2
         try:
-            steps = connection_path(G, a, b)
+            steps = connection_path(_strong_edges(G) if args.strong else G, a, b)
         except nx.NetworkXNoPath:
             print(f"kb: '{args.path[0]}' and '{args.path[1]}' are not connected")
             return 1
         if args.format == "json":
             json.dump([{"node": n, "kind": k, "direction": d} for n, k, d in steps], sys.stdout, indent=2)
             print()
-        else:
+        elif args.format == "tree":
             print(_label(G, steps[0][0]))
             for node, kind, direction in steps[1:]:
                 arrow = f"--{kind}-->" if direction == "->" else f"<--{kind}--"
                 print(f"  {arrow} {_label(G, node)}")
+        else:
+            _export(_path_graph(G, steps), args.format, G)
         return 0
 
     if args.topic is None:
         if args.format != "tree":
-            return _export(G, args.format)
+            return _export(_strong_edges(G) if args.strong else G, args.format, G)
         return _print_summary(G)
 
     topic = _topic(vault, args.topic)
@@ -216,10 +224,12 @@ def command_graph(args: argparse.Namespace) -> int:
             json.dump(record, sys.stdout, indent=2, ensure_ascii=False)
             print()
             return 0
-        for index, node in enumerate(order, 1):
-            print(f"{index:3d}. {_label(G, node)}")
-        _print_cut_and_missing(G, cut, dependencies.missing)
-        return 0
+        if args.format == "tree":
+            for index, node in enumerate(order, 1):
+                print(f"{index:3d}. {_label(G, node)}")
+            _print_cut_and_missing(G, cut, dependencies.missing)
+            return 0
+        return _export(_dependency_edges(G, order, args.strong, ignored=cut), args.format, G)
 
     tree = dependency_tree(dependencies.graph, topic, args.depth)
     cut = _as_written(dependencies.cut, args.reverse)
@@ -231,11 +241,48 @@ def command_graph(args: argparse.Namespace) -> int:
         record = _tree_json(tree)
         record["cycles_cut"] = cut
         record["missing_notes"] = dependencies.missing
-        json.dump(record, sys.stdout, indent=2, ensure_ascii=False)
+        # A prerequisite chain can be as deep as the vault has notes, deeper than json.dump
+        # can recurse, so the tree is written without recursion.
+        sys.stdout.writelines(_iter_json(record))
         print()
         return 0
-    nodes = _tree_nodes(tree)
-    return _export(G.subgraph(nodes), args.format)
+    return _export(_dependency_edges(G, _tree_nodes(tree), args.strong, ignored=cut), args.format, G)
+
+
+def _strong_edges(G: nx.MultiDiGraph) -> nx.MultiDiGraph:
+    """Return ``G`` with every node but only its ``requires:`` edges."""
+    H = nx.MultiDiGraph()
+    H.add_nodes_from(G.nodes(data=True))
+    H.add_edges_from((u, v, kind, data) for u, v, kind, data in G.edges(keys=True, data=True)
+                     if kind == STRONG)
+    return H
+
+
+def _dependency_edges(
+    G: nx.MultiDiGraph, nodes, strong_only: bool, ignored: list[tuple[str, str]] = ()
+) -> nx.MultiDiGraph:
+    """Return the subgraph of ``G`` on ``nodes`` with only its dependency edges.
+
+    ``ignored`` lists "u depends on v" pairs cut from a tree or order; they are left out too.
+    """
+    nodes = set(nodes)
+    skip = set(ignored)
+    H = nx.MultiDiGraph()
+    H.add_nodes_from((node, G.nodes[node]) for node in nodes)
+    for u, v, kind, data in G.edges(keys=True, data=True):
+        if u in nodes and v in nodes and (u, v) not in skip and is_dependency(G, u, v, kind, strong_only):
+            H.add_edge(u, v, key=kind, **data)
+    return H
+
+
+def _path_graph(G: nx.MultiDiGraph, steps: list[tuple[str, str, str]]) -> nx.MultiDiGraph:
+    """Return the nodes of a connection path and the one edge that joins each pair."""
+    H = nx.MultiDiGraph()
+    H.add_nodes_from((node, G.nodes[node]) for node, _kind, _direction in steps)
+    for (previous, _, _), (node, kind, direction) in zip(steps, steps[1:]):
+        u, v = (previous, node) if direction == "->" else (node, previous)
+        H.add_edge(u, v, key=kind, **G.edges[u, v, kind])
+    return H
 
 
 def _as_written(edges: list[tuple[str, str]], reverse: bool) -> list[tuple[str, str]]:
@@ -385,7 +432,9 @@ def _print_summary(G: nx.MultiDiGraph) -> int:
     return 0
 
 
-def _export(G: nx.MultiDiGraph, fmt: str) -> int:
+def _export(G: nx.MultiDiGraph, fmt: str, whole: nx.MultiDiGraph | None = None) -> int:
+    """Print ``G`` in ``fmt``; labels come from ``whole``, the full graph ``G`` is part of."""
+    whole = G if whole is None else whole
     if fmt == "json":
         data = nx.node_link_data(G, edges="links")
         json.dump(data, sys.stdout, indent=2, ensure_ascii=False, default=list)
@@ -403,7 +452,7 @@ def _export(G: nx.MultiDiGraph, fmt: str) -> int:
         print("digraph kb {")
         for node, data in sorted(G.nodes(data=True)):
             style = ", style=dashed" if data["unresolved"] else ""
-            print(f"  {_quote(node)} [label={_quote(_label(G, node))}{style}];")
+            print(f"  {_quote(node)} [label={_quote(_label(whole, node))}{style}];")
         for u, v, kind in sorted(G.edges(keys=True)):
             style = " style=bold" if kind == "requires" else " style=dotted" if kind == "embed" else ""
             print(f"  {_quote(u)} -> {_quote(v)} [label={_quote(kind)}{style}];")
@@ -412,7 +461,7 @@ def _export(G: nx.MultiDiGraph, fmt: str) -> int:
         ids = {node: f"n{index}" for index, node in enumerate(sorted(G.nodes))}
         print("graph LR")
         for node, data in sorted(G.nodes(data=True)):
-            label = _label(G, node).replace('"', "#quot;")
+            label = _label(whole, node).replace('"', "#quot;")
             print(f'  {ids[node]}["{label}"]')
         for u, v, kind in sorted(G.edges(keys=True)):
             arrow = "==>" if kind == "requires" else "-.->" if kind == "embed" else "-->"

@@ -40,6 +40,7 @@ __all__ = [
     "dependency_graph",
     "dependency_tree",
     "display_names",
+    "is_dependency",
     "learning_order",
     "summary",
     "topic_dependencies",

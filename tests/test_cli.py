@@ -280,6 +280,63 @@ def test_format_mermaid(vault, capsys):
     assert [by_label["Transformer"], "==>", by_label["Attention"]] in edges
 
 
+def _dot_edges(out: str) -> set[tuple[str, str, str]]:
+    pattern = re.compile(r'  "(.*)" -> "(.*)" \[label="(\w+)"')
+    return {match.groups() for match in map(pattern.match, out.splitlines()) if match}
+
+
+@pytest.mark.parametrize("topic", [[], ["Transformer"]], ids=["vault", "topic"])
+def test_format_dot_strong_drops_links(vault, capsys, topic):
+    code, out, _ = run(capsys, "graph", *topic, "--strong", "--format", "dot", "--vault", str(vault))
+    assert code == 0
+    edges = _dot_edges(out)
+    assert ("Transformer.md", "Attention.md", "requires") in edges
+    assert {kind for _u, _v, kind in edges} == {"requires"}
+
+
+def test_format_mermaid_strong_drops_links(vault, capsys):
+    _, out, _ = run(capsys, "graph", "Transformer", "--strong", "--format", "mermaid", "--vault", str(vault))
+    arrows = [line.split()[1] for line in out.splitlines()[1:] if "[" not in line]
+    assert arrows
+    assert set(arrows) == {"==>"}
+
+
+def test_format_dot_order(vault, capsys):
+    code, out, _ = run(capsys, "graph", "Cycle A", "--order", "--format", "dot", "--vault", str(vault))
+    assert code == 0
+    assert out.splitlines()[0] == "digraph kb {"
+    # The order cuts the edges back into Cycle A, so the drawing leaves them out too.
+    assert _dot_edges(out) == {
+        ("Cycle A.md", "Cycle B.md", "requires"), ("Cycle B.md", "Cycle C.md", "link"),
+    }
+
+
+def test_format_mermaid_order(vault, capsys):
+    code, out, _ = run(capsys, "graph", "Transformer", "--order", "--format", "mermaid", "--vault", str(vault))
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] == "graph LR"
+    labels = {re.fullmatch(r'  n\d+\["(.*)"\]', line).group(1) for line in lines if "[" in line}
+    assert labels == {"Transformer", "Attention", "Embeddings", "Softmax", "Linear Algebra"}
+
+
+@pytest.mark.parametrize("fmt", ["dot", "mermaid", "graphml"])
+def test_format_path_draws_path(vault, capsys, fmt):
+    code, out, _ = run(capsys, "graph", "--path", "week2/Summary", "Embeddings", "--format", fmt,
+                       "--vault", str(vault))
+    assert code == 0
+    if fmt == "dot":
+        assert len(_dot_edges(out)) == 3
+        assert '  "week2/Summary.md" [label="week2/Summary"];' in out.splitlines()
+    elif fmt == "mermaid":
+        assert out.splitlines()[0] == "graph LR"
+        assert sum("[" not in line for line in out.splitlines()[1:]) == 3
+    else:
+        G = nx.read_graphml(io.BytesIO(out.encode("utf-8")))
+        assert G.number_of_nodes() == 4
+        assert G.number_of_edges() == 3
+
+
 # links, tags, check ---------------------------------------------------------------------------
 
 
