@@ -302,6 +302,11 @@ def _print_cut_and_missing(G: nx.MultiDiGraph, cut: list[tuple[str, str]], missi
 def _topic(vault, query: str) -> str | None:
     note = vault.note_for(query)
     if note is not None:
+        resolution = vault.resolve(query, "", "wikilink")
+        if resolution.ambiguous and resolution.target == note.path:
+            print(f"kb: '{query}' is ambiguous: it matches {len(resolution.candidates)} notes "
+                  f"({', '.join(resolution.candidates)}); kb uses '{note.path}'. Write the "
+                  "folder path to choose one", file=sys.stderr)
         return note.path
     hints = vault.suggestions(query)
     hint = f"; did you mean: {', '.join(hints)}" if hints else ""

@@ -215,6 +215,22 @@ def test_graph_topic_alias_and_case(vault, capsys, topic):
     assert out.splitlines()[0] == "Attention"
 
 
+def test_graph_ambiguous_topic_named(vault, capsys):
+    code, out, err = run(capsys, "graph", "summary", "--vault", str(vault))
+    assert code == 0
+    assert out.splitlines()[0] == "week1/Summary"
+    assert err.splitlines()[:1] == [
+        "kb: 'summary' is ambiguous: it matches 2 notes (week1/Summary.md, week2/Summary.md); "
+        "kb uses 'week1/Summary.md'. Write the folder path to choose one",
+    ]
+
+
+def test_graph_folder_path_not_ambiguous(vault, capsys):
+    _, out, err = run(capsys, "graph", "week2/Summary", "--vault", str(vault))
+    assert out.splitlines()[0] == "week2/Summary"
+    assert "ambiguous" not in err
+
+
 def test_graph_topic_did_you_mean(vault, capsys):
     code, out, err = run(capsys, "graph", "Transfomer", "--vault", str(vault))
     assert code == 2
