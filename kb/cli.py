@@ -32,7 +32,7 @@ from kb.graph import (
 from kb.model import _ESCAPE_CONTROL, Problem
 from kb.project import Project
 
-__all__ = ["main"]
+__all__ = ["main", "plural"]
 
 GRAPH_RULES = """\
 dependency rules for the tree and --order:
@@ -56,6 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(args, "handler"):
         parser.print_help()
         return 2
+    vault = getattr(args, "vault", None)
+    if vault is not None and vault.exists() and not vault.is_dir():
+        print(f"kb: error: --vault {vault} is not a folder; pass the folder that holds the "
+              "notes", file=sys.stderr)
+        return 2
     try:
         return args.handler(args) or 0
     except FileNotFoundError as error:
@@ -63,6 +68,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except BrokenPipeError:
         return 0
+
+
+def plural(count: int, noun: str, plural_form: str | None = None) -> str:
+    """Return ``count`` with ``noun`` in singular or plural: ``1 error``, ``2 errors``."""
+    return f"{count} {noun if count == 1 else plural_form or noun + 's'}"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -427,11 +437,12 @@ def _print_summary(G: nx.MultiDiGraph) -> int:
     print(f"notes:        {facts['notes']}")
     print(f"attachments:  {facts['attachments']}")
     print(f"links:        {facts['links']}")
-    print(f"unresolved:   {facts['unresolved_links']} links to {facts['unresolved_targets']} missing notes")
+    print(f"unresolved:   {plural(facts['unresolved_links'], 'link')} to "
+          f"{plural(facts['unresolved_targets'], 'missing note')}")
     print(f"orphans:      {len(facts['orphans'])}")
     print(f"components:   {facts['components']}")
     chain = facts["longest_prerequisite_chain"]
-    print(f"longest prerequisite chain: {len(chain)} notes")
+    print(f"longest prerequisite chain: {plural(len(chain), 'note') if chain else 'none'}")
     for node in chain:
         print(f"  {_label(G, node)}")
     return 0
@@ -524,7 +535,8 @@ def command_check(args: argparse.Namespace) -> int:
         print(problem)
     errors = sum(problem.severity == "error" for problem in problems)
     warnings = sum(problem.severity == "warning" for problem in problems)
-    print(f"{errors} errors, {warnings} warnings, {len(problems) - errors - warnings} notes", file=sys.stderr)
+    infos = len(problems) - errors - warnings
+    print(f"{plural(errors, 'error')}, {plural(warnings, 'warning')}, {infos} info", file=sys.stderr)
     return 1 if errors else 0
 
 

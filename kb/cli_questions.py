@@ -27,6 +27,7 @@ from kb.own_words import (
     split_lines,
     write_atomically,
 )
+from kb.cli import plural
 from kb.project import Project
 from kb.questions import Question, collect_questions
 from kb.quiz import QuizState, pick_question, quiz_path
@@ -37,6 +38,13 @@ QUESTION_WIDTH = 60
 """Characters of question text shown in the table; ``--format json`` has the full text."""
 END_OF_INPUT = "."
 """A line with only this ends an explanation typed at the quiz."""
+QUESTION_STATES = """\
+states, in the order a question moves through them:
+  open             no answer note yet (kb new "TOPIC" --answers QUESTION creates one)
+  needs code       an answer note exists, but its snippets are missing, failed or not run
+  needs own words  the code passes, but the note has no explanation in your own words
+  done             passing code and your own explanation
+"""
 _EDITOR_CUT = "<!-- kb: write your explanation above this line"
 _FORBIDDEN_NAME = re.compile(r'[\[\]#^|\\:*"<>?]')
 
@@ -44,13 +52,14 @@ _FORBIDDEN_NAME = re.compile(r'[\[\]#^|\\:*"<>?]')
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     questions = subparsers.add_parser(
         "questions", help="list the questions of the notes with their answer, code and own-words status",
-        description="A question is a sentence ending in '?', an open task '- [ ]', or anything "
-        "tagged #question, outside code, math and quotes.",
+        description="A question is a sentence of three or more words ending in '?', an open "
+        "task '- [ ]', or anything tagged #question, outside code, math and quotes.",
+        epilog=QUESTION_STATES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_vault_option(questions)
     questions.add_argument("--open", action="store_true",
-                           help="only questions not yet done: no answer note, code not passing, "
-                           "or no explanation in your own words")
+                           help="only questions not yet done: states open, needs code and needs "
+                           "own words")
     questions.add_argument("--format", choices=("table", "json"), default="table",
                            help="output format (default: table)")
     questions.set_defaults(handler=command_questions)
@@ -148,12 +157,24 @@ def command_questions(args: argparse.Namespace) -> int:
     for row in rows:
         cells = [row[column].ljust(widths[column]) for column in range(5)]
         print("  ".join(cells + [row[5]]).rstrip())
-    done = sum(question.state == "done" for question in questions)
-    passing = sum(question.code == "passed" for question in questions)
-    explained = sum(question.own_words.state == "written" for question in questions)
-    print(f"{len(questions)} questions: {passing} answered with passing code, {explained} "
-          f"explained in own words, {len(questions) - done} open", file=sys.stderr)
+    print(_questions_footer(selected, hidden=len(questions) - len(selected)), file=sys.stderr)
     return 0
+
+
+STATES = ("open", "needs code", "needs own words", "done")
+
+
+def _questions_footer(shown: list[Question], hidden: int) -> str:
+    """Count the questions of the table by state, with the code and own-words totals."""
+    by_state = ", ".join(
+        f"{sum(question.state == state for question in shown)} {state}" for state in STATES
+        if state != "done" or not hidden
+    )
+    passing = sum(question.code == "passed" for question in shown)
+    explained = sum(question.own_words.state == "written" for question in shown)
+    not_shown = f" ({hidden} done, not shown)" if hidden else ""
+    return (f"{plural(len(shown), 'question')}: {by_state}{not_shown}. "
+            f"{passing} with passing code, {explained} explained in own words.")
 
 
 # kb new ---------------------------------------------------------------------------------------
@@ -459,7 +480,7 @@ def command_quiz(args: argparse.Namespace) -> int:
     question = pick.question
     if args.dry_run:
         print(f"Would ask ({pick.reason}): {question.text}")
-        print(f"  from {question}, saved to {question.answer}")
+        print(f"  from {question}; the explanation would go to {question.answer}")
         return 0
 
     answer_file = project.vault.files[question.answer]

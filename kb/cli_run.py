@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from kb.cli import plural
 from kb.project import Project
 from kb.runner import STATUSES, RunResult, Runner, UntrustedCodeError
 from kb.snippets import RunUnit, SnippetError, note_units, read_snippet, snippet_files, units_from_note
@@ -54,6 +55,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="vault folder (default: docs_dir of the nearest mkdocs.yml)")
     parser.add_argument("--strict", action="store_true",
                         help="also exit 1 on missing dependencies and fragments")
+    parser.add_argument("--list", action="store_true",
+                        help="print the name of every snippet and runnable note fence, run nothing")
     parser.set_defaults(handler=command_run)
     return parser
 
@@ -117,8 +120,7 @@ def select_units(project: Project, targets: list[str]) -> tuple[list[RunUnit], l
         if note_path is None and len(notes_by_name.get(_fold(name), [])) == 1:
             note_path = notes_by_name[_fold(name)][0]
         if note_path is None:
-            errors.append(f"no snippet or note matches {target!r}; give a path or a name "
-                          "from `kb run` without arguments")
+            errors.append(f"no snippet or note named {target!r}; run `kb run --list` to see them")
             continue
         units = units_from_note(vault.notes[note_path], vault.files[note_path], label=note_path)
         if line is not None:
@@ -139,9 +141,14 @@ def command_run(args: argparse.Namespace) -> int:
     units, errors = select_units(project, args.targets)
     err_console = Console(stderr=True)
     for error in errors:
-        err_console.print(f"kb run: error: {error}", style="red", markup=False, highlight=False)
+        err_console.print(f"kb run: error: {error}", style="red", markup=False, highlight=False,
+                          soft_wrap=True)
     if errors and args.targets:
         return 2
+    if args.list:
+        for unit in units:
+            print(unit.name)
+        return 1 if errors else 0
 
     trusted = [] if project.foreign else [project.snippets_dir, project.vault_dir]
     runner = Runner(project.root, cache_dir=project.cache_dir, trusted_dirs=trusted,
@@ -150,7 +157,8 @@ def command_run(args: argparse.Namespace) -> int:
     try:
         results = _run_with_progress(runner, units, err_console)
     except UntrustedCodeError as error:
-        err_console.print(f"kb run: error: {error}", style="red", markup=False, highlight=False)
+        err_console.print(f"kb run: error: {error}", style="red", markup=False, highlight=False,
+                          soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         runner.kill_workers()
@@ -212,4 +220,4 @@ def _counts_line(results: list[RunResult], wall: float) -> str:
         counts[result.status] += 1
     executed = sum(result.executed for result in results)
     parts = [f"{counts[status]} {status}" for status in STATUSES]
-    return f"{len(results)} units: {', '.join(parts)}; {executed} executed in {wall:.1f}s"
+    return f"{plural(len(results), 'unit')}: {', '.join(parts)}; {executed} executed in {wall:.1f}s"

@@ -203,7 +203,7 @@ def test_graph_summary(vault, capsys):
     assert "notes:        11" in out
     assert "attachments:  1" in out
     assert "links:        17" in out
-    assert "unresolved:   1 links to 1 missing notes" in out
+    assert "unresolved:   1 link to 1 missing note" in out
     assert "orphans:      1" in out
     assert "longest prerequisite chain: 3 notes" in out
 
@@ -380,7 +380,7 @@ def test_check_lines_and_exit(vault, capsys):
     assert "Cycle A.md:2: error: prerequisite cycle: Cycle A.md -> Cycle B.md -> Cycle A.md" in out
     assert any(line.startswith("Transformer.md:4: warning: [[Missing Topic]]") for line in lines)
     assert "Lonely.md: info: no links to or from this note" in out
-    assert err.strip().endswith("notes")
+    assert re.fullmatch(r"\d+ errors?, \d+ warnings?, \d+ info", err.strip())
     severities = [CHECK_LINE.match(line)["severity"] for line in lines]
     assert severities == sorted(severities, key=["error", "warning", "info"].index)
 
@@ -406,6 +406,55 @@ def test_missing_vault_folder(tmp_path, capsys):
     code, _, err = run(capsys, "links", "--vault", str(tmp_path / "absent"))
     assert code == 2
     assert "vault folder not found" in err
+
+
+def test_check_footer_singular(tmp_path, capsys):
+    (tmp_path / "A.md").write_text("---\nrequires: ['[[Nowhere]]']\n---\n", encoding="utf-8")
+    _, _, err = run(capsys, "check", "--vault", str(tmp_path))
+    assert err.splitlines()[-1] == "1 error, 1 warning, 0 info"
+
+
+def test_vault_that_is_a_file(tmp_path, capsys):
+    readme = tmp_path / "README.md"
+    readme.write_text("# Read me\n", encoding="utf-8")
+    for command in (["links"], ["graph"], ["check"], ["questions"], ["run", "--list"]):
+        code, _, err = run(capsys, *command, "--vault", str(readme))
+        assert code == 2
+        assert f"--vault {readme} is not a folder" in err
+
+
+def test_summary_without_prerequisites(tmp_path, capsys):
+    (tmp_path / "A.md").write_text("[[B]]", encoding="utf-8")
+    (tmp_path / "B.md").write_text("", encoding="utf-8")
+    _, out, _ = run(capsys, "graph", "--vault", str(tmp_path))
+    assert "longest prerequisite chain: none" in out.splitlines()
+    assert "unresolved:   0 links to 0 missing notes" in out.splitlines()
+
+
+def test_run_unknown_target_points_to_list(tmp_path, capsys):
+    (tmp_path / "A.md").write_text("```python\nprint(1)\n```\n", encoding="utf-8")
+    code, _, err = run(capsys, "run", "nosuch", "--vault", str(tmp_path))
+    assert code == 2
+    assert "no snippet or note named 'nosuch'; run `kb run --list` to see them" in err
+
+
+def test_run_list_prints_units(tmp_path, capsys):
+    (tmp_path / "A.md").write_text("```python\nprint(1)\n```\n", encoding="utf-8")
+    (tmp_path / "B.md").write_text("No code.\n", encoding="utf-8")
+    code, out, _ = run(capsys, "run", "--list", "--vault", str(tmp_path))
+    assert code == 0
+    assert out.splitlines() == ["A.md:1"]
+    assert not (tmp_path / ".kb").exists()
+
+
+def test_run_counts_singular():
+    from types import SimpleNamespace
+
+    from kb.cli_run import _counts_line
+
+    one = [SimpleNamespace(status="passed", executed=True)]
+    assert _counts_line(one, 1.0).startswith("1 unit: 1 passed, ")
+    assert _counts_line(one * 2, 1.0).startswith("2 units: 2 passed, ")
 
 
 def test_script_runs_as_subprocess(vault):

@@ -343,7 +343,21 @@ def test_questions_table(tmp_path: Path, monkeypatch, capsys) -> None:
     assert main(["questions"]) == 0
     output = capsys.readouterr()
     assert "Cold diffusion.md (not created)" in output.out
-    assert "10 questions: 0 answered with passing code, 0 explained in own words, 10 open" in output.err
+    assert output.err.splitlines()[-1] == (
+        "10 questions: 10 open, 0 needs code, 0 needs own words, 0 done. "
+        "0 with passing code, 0 explained in own words."
+    )
+    rows = output.out.splitlines()[1:]
+    assert len(rows) == 10
+    assert all(":" in row and "  open  " in row for row in rows)
+
+
+def test_questions_help_explains_states(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["questions", "--help"])
+    out = capsys.readouterr().out
+    for state in ("open", "needs code", "needs own words", "done"):
+        assert f"  {state} " in out
 
 
 def test_new_creates_template(tmp_path: Path, monkeypatch) -> None:

@@ -166,7 +166,8 @@ def test_dry_run_changes_nothing(tmp_path: Path) -> None:
     completed = _quiz(root, "", "--dry-run")
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.startswith("Would ask (never explained): How does blur replace noise?")
-    assert "saved to Cold.md" in completed.stdout
+    assert "the explanation would go to Cold.md" in completed.stdout
+    assert "saved" not in completed.stdout
     assert _snapshot(root) == before
 
 
