@@ -52,6 +52,11 @@ _FAST_PATHS = True
 # number of links recorded from one note.
 MAX_PROPERTY_NODES = 10_000
 MAX_LINKS_PER_NOTE = 200_000
+# Nesting that the site shows as written: quote or callout levels, and columns of indentation
+# after them. Python-Markdown parses nested blocks recursively and raises RecursionError a few
+# hundred levels down, so the site shows deeper lines at these limits (see kb.site_markdown).
+MAX_QUOTE_DEPTH = 32
+MAX_INDENT_COLUMNS = 128
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _NOT_LINE_BREAK = re.compile(r"[^\r\n]")
@@ -301,7 +306,8 @@ def _parse_frontmatter(note: Note, lines: _Lines) -> str:
     body_start = lines.starts[closing] if closing < len(lines.starts) else len(text)
     note.body_start = body_start
     note.body_line = closing + 1
-    source = text[yaml_start:yaml_end]
+    # Line breaks become "\n", so the line-anchored patterns below count a lone CR too.
+    source = _LINE_BREAK.sub("\n", text[yaml_start:yaml_end])
 
     data = _load_yaml(note, source)
     if data is not None:
@@ -675,6 +681,7 @@ def _mask_code_blocks(note: Note, text: str, lines: _Lines) -> str:
         last = end
         indented.clear()
 
+    too_deep_line = 0
     for line in range(note.body_line, len(lines.starts) + 1):
         start, end = lines.span(text, line)
         content = text[start:end]
@@ -729,6 +736,11 @@ def _mask_code_blocks(note: Note, text: str, lines: _Lines) -> str:
             previous_blank = False
             continue
 
+        if not too_deep_line and not is_blank and (
+            quote.count(">") > MAX_QUOTE_DEPTH or indent_width > MAX_INDENT_COLUMNS
+        ):
+            too_deep_line = line
+
         if _LIST_ITEM.match(inner):
             in_list = True
         elif not is_blank and indent_width < 2 and previous_blank:
@@ -736,6 +748,15 @@ def _mask_code_blocks(note: Note, text: str, lines: _Lines) -> str:
         previous_blank = is_blank
 
     flush_indented()
+    if too_deep_line:
+        note.problems.append(
+            Problem(
+                note.path, too_deep_line, "warning", "too-deep-nesting",
+                f"quotes, callouts or lists nest deeper than {MAX_QUOTE_DEPTH} levels or "
+                f"{MAX_INDENT_COLUMNS} columns from this line on; the site shows the deeper "
+                "lines at that depth, so flatten the nesting",
+            )
+        )
     if fence is not None:
         # An unclosed fence runs to the end of the note, as in CommonMark.
         char, length, info, open_line, _indent = fence

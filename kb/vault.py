@@ -24,6 +24,7 @@ import gc
 import logging
 import os
 import posixpath
+import re
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,7 @@ LARGE_NOTE_BYTES = 5 * 1024 * 1024
 MAX_NOTE_BYTES = 64 * 1024 * 1024
 
 _SKIPPED_DIRECTORIES = {"node_modules", "__pycache__"}
+_BYTE_LINE_BREAK = re.compile(rb"\r\n|\r|\n")
 
 
 def _key(path: str) -> str:
@@ -178,6 +180,13 @@ class Vault:
                 )
                 return None
             data = file.read_bytes()
+        except FileNotFoundError:
+            self.problems.append(
+                Problem(path, None, "warning", "unreadable-file",
+                        "the file was removed or renamed while kb read the vault; run kb "
+                        "again to read the vault as it is now")
+            )
+            return None
         except OSError as error:
             self.problems.append(
                 Problem(path, None, "warning", "unreadable-file",
@@ -196,7 +205,7 @@ class Vault:
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as error:
-            line = data[: error.start].count(b"\n") + 1
+            line = len(_BYTE_LINE_BREAK.findall(data, 0, error.start)) + 1
             problems.append(
                 Problem(path, line, "warning", "invalid-encoding",
                         f"byte 0x{data[error.start]:02x} is not valid UTF-8; re-save the note "
