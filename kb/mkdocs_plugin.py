@@ -14,6 +14,7 @@ Hook order (MkDocs 1.6 renders every page's Markdown before it renders any templ
 from __future__ import annotations
 
 import html
+import os
 import posixpath
 import re
 import unicodedata
@@ -34,6 +35,20 @@ from kb.project import Project
 from kb.site_assets import ASSETS_DIR, VENDOR_DIR, VendorError, install_vendor
 from kb.site_graph import backlinks_html, graph_json, local_graph_html
 from kb.site_markdown import RenderContext, escape_text, heading_slugs, render_note
+from kb.site_pages import (
+    GRAPH_HTML,
+    GRAPH_MARKER,
+    PROGRESS_MARKER,
+    QUESTIONS_MARKER,
+    TAGS_LISTING,
+    TAGS_MARKER,
+    expand_markers,
+    generated_page,
+    generated_target,
+    home_page,
+    parse_page,
+    strip_title,
+)
 from kb.vault import Vault
 
 __all__ = ["KbConfig", "KbPlugin"]
@@ -42,7 +57,6 @@ log = get_plugin_logger(__name__)
 
 ASSET_PREFIX = "assets/kb"
 GRAPH_JSON = f"{ASSET_PREFIX}/graph.json"
-PROGRESS_PLACEHOLDER = "<!-- kb:progress -->"
 
 # Our own anchor markup from kb.site_markdown: heading links carry the target note and heading.
 _HEADING_LINK = re.compile(
@@ -59,6 +73,12 @@ _EXTENSIONS: dict[str, dict[str, Any]] = {
     "pymdownx.details": {},
     "pymdownx.superfences": {},
     "pymdownx.arithmatex": {"generic": True},
+    "pymdownx.mark": {},
+    "pymdownx.tilde": {},
+    "pymdownx.tasklist": {"custom_checkbox": True},
+    "footnotes": {},
+    # Obsidian nests lists indented by 2 spaces; Python-Markdown alone needs 4.
+    "mdx_truly_sane_lists": {},
 }
 
 
@@ -104,6 +124,13 @@ class KbConfig(Config):
     math_enabled = c.Type(bool, default=True)
     """Render $...$ and $$...$$ with the vendored KaTeX."""
 
+    strict_line_breaks = c.Type(bool, default=False)
+    """Obsidian's setting of the same name: when False, a single line break in a paragraph
+    shows as a line break (the ``nl2br`` extension), as Obsidian shows it by default."""
+
+    graph_exclude = c.Type(list, default=["kb/"])
+    """Folders (with a trailing slash) or note paths left out of the graph view."""
+
 
 class KbPlugin(BasePlugin[KbConfig]):
     supports_multiple_instances = False
@@ -116,6 +143,9 @@ class KbPlugin(BasePlugin[KbConfig]):
         self.slugify = default_slugify
         self.separator = "-"
         self.generated: dict[str, str] = {}
+        """Site path to text of each page kb wrote because the vault has no note of that name."""
+        self.notebook_pages: dict[str, str] = {}
+        """Vault path of a snippet to the site path of its notebook page."""
         self._slug_cache: dict[str, list[str]] = {}
         self._page_ids: dict[str, list[tuple[str, str]]] = {}
         self._tags_plugin = None
@@ -136,6 +166,8 @@ class KbPlugin(BasePlugin[KbConfig]):
             if name not in config.markdown_extensions:
                 config.markdown_extensions.append(name)
                 config.mdx_configs.setdefault(name, {}).update(options)
+        if not self.config.strict_line_breaks and "nl2br" not in config.markdown_extensions:
+            config.markdown_extensions.append("nl2br")
         if self.config.math_enabled:
             config.mdx_configs.setdefault("pymdownx.arithmatex", {})["generic"] = True
         toc = config.mdx_configs.get("toc", {})
@@ -175,16 +207,19 @@ class KbPlugin(BasePlugin[KbConfig]):
     def on_files(self, files: Files, *, config: MkDocsConfig) -> Files:
         """Add generated pages, vendored assets, snippets and the graph data. Priority 0."""
         assert self.vault is not None
+        self._drop_outside_files(files, config)
         self.generated = {}
+        pages = [("questions", self.config.questions_page, "Open questions")]
         if self.config.graph_enabled:
-            self._add_page(files, config, self.config.graph_page, _GRAPH_PAGE)
+            pages.append(("graph", self.config.graph_page, "Graph of notes"))
         if self._tags_plugin is not None:
-            self._add_page(files, config, self.config.tags_page, _TAGS_PAGE)
-        questions = _optional("kb.questions", "questions_page_markdown")
-        self._add_page(
-            files, config, self.config.questions_page,
-            questions(self._project()) if questions is not None else _QUESTIONS_PAGE,
-        )
+            pages.append(("tags", self.config.tags_page, "Tags"))
+        for kind, path, _label in pages:
+            self._add_page(files, config, path, generated_page(kind))
+        if not any(file.src_uri in ("index.md", "README.md") for file in files.documentation_pages()):
+            links = [(path, label) for _kind, path, label in pages]
+            self._add_page(files, config, "index.md", home_page(self.vault, links))
+        self.notebook_pages = self._add_notebook_pages(files, config)
 
         for source in sorted(ASSETS_DIR.glob("kb.*")):
             self._add_asset(files, config, f"{ASSET_PREFIX}/{source.name}", source)
@@ -209,9 +244,30 @@ class KbPlugin(BasePlugin[KbConfig]):
             data = graph_json(
                 G, self._site_url, include_attachments=self.config.graph_attachments,
                 color_by=self.config.graph_color_by, local_depth=self.config.graph_local_depth,
+                exclude=tuple(self.config.graph_exclude), titles=self._graph_titles(),
             )
             files.append(File.generated(config, GRAPH_JSON, content=data))
         return files
+
+    def _drop_outside_files(self, files: Files, config: MkDocsConfig) -> None:
+        """Remove files that MkDocs found through symbolic links pointing outside docs_dir.
+
+        MkDocs 1.6 follows every symbolic link while it lists docs_dir, so without this a link
+        such as ``docs/leak.txt -> ~/.ssh/id_rsa`` would be copied into the site.
+        """
+        docs = Path(config.docs_dir).resolve()
+        for file in list(files):
+            if file.abs_src_path is None or file.generated_by is not None or file.src_dir is None:
+                continue
+            if Path(file.src_dir).resolve() != docs:
+                continue  # a theme file
+            real = Path(os.path.realpath(file.abs_src_path))
+            if not real.is_relative_to(docs):
+                files.remove(file)
+                log.warning(
+                    "%s: skipped, it is a symbolic link to %s outside the docs folder; copy "
+                    "the file into the vault to publish it", file.src_uri, real,
+                )
 
     def _link_generated_pages(self, files: Files) -> None:
         """Resolve Markdown links to pages that exist only in the site (graph, tags, questions)."""
@@ -219,27 +275,71 @@ class KbPlugin(BasePlugin[KbConfig]):
         for link in self.vault.links:
             if link.target is not None or link.syntax != "markdown" or not link.target_text:
                 continue
-            folder = posixpath.dirname(link.source)
-            if link.target_text.startswith("/"):
-                candidate = link.target_text.lstrip("/")
-            else:
-                candidate = posixpath.normpath(posixpath.join(folder, link.target_text))
+            candidate = generated_target(link.source, link.target_text)
             if candidate in self.generated and files.get_file_from_path(candidate) is not None:
                 link.target = candidate
                 link.would_create = None
 
     def _add_page(self, files: Files, config: MkDocsConfig, path: str, content: str) -> None:
+        """Add the generated page ``path`` unless the vault has a note of that name."""
         if files.get_file_from_path(path) is not None:
-            log.warning("the vault has its own '%s'; the generated page of that name is skipped", path)
-            return
+            return  # the vault's own note is used, with its kb markers filled
+        folded = path.casefold()
+        for file in files:
+            if file.src_uri.casefold() == folded:
+                log.warning(
+                    "%s: kb would generate '%s' beside it, and the two names collide on "
+                    "case-insensitive file systems (macOS, Windows); the note is used. Rename "
+                    "the note to '%s' to silence this", file.src_uri, path, path,
+                )
+                return
         files.append(File.generated(config, path, content=content))
         self.generated[path] = content
+
+    def _add_notebook_pages(self, files: Files, config: MkDocsConfig) -> dict[str, str]:
+        """Add a page per snippet, rendered by mkdocs-jupyter from the executed notebook that
+        the run cache holds. Needs the ``mkdocs-jupyter`` plugin (with ``execute: false``) and
+        returns snippet vault path to page path."""
+        assert self.vault is not None
+        if "mkdocs-jupyter" not in config.plugins:
+            return {}
+        write_pages = _optional("kb.site_snippets", "write_notebook_pages")
+        project = self._project()
+        if write_pages is None or not project.snippets_dir.is_dir():
+            return {}
+        out_dir = project.cache_dir / "site"
+        pages = {}
+        for page in write_pages(project, out_dir, on_failure="warn", logger=log):
+            path = f"snippets/{page.snippet.name}"
+            if files.get_file_from_path(page.src_uri) is None:
+                files.append(File.generated(config, page.src_uri, abs_src_path=str(page.notebook)))
+            pages[path] = page.src_uri
+        return pages
 
     def _add_asset(self, files: Files, config: MkDocsConfig, path: str, source: Path) -> None:
         existing = files.get_file_from_path(path)
         if existing is not None:
             files.remove(existing)
         files.append(File.generated(config, path, abs_src_path=str(source)))
+
+    def _graph_titles(self) -> dict[str, str]:
+        """Return the label of each index note: its page title, as the site's navigation shows."""
+        assert self.vault is not None
+        titles = {}
+        for path, note in self.vault.notes.items():
+            if not _is_home(path):
+                continue
+            title = note.frontmatter.get("title")
+            if not title and note.headings and note.headings[0].level == 1:
+                title = note.headings[0].text
+            titles[path] = str(title or ("Home" if path == "index.md" else posixpath.dirname(path)))
+        return titles
+
+    def _excluded_from_graph(self, path: str) -> bool:
+        return any(
+            path == entry or (entry.endswith("/") and path.startswith(entry))
+            for entry in self.config.graph_exclude
+        )
 
     def _project(self) -> Project:
         assert self.root is not None and self.vault is not None
@@ -291,7 +391,7 @@ class KbPlugin(BasePlugin[KbConfig]):
         slug = options.tags_slugify(name, options.tags_slugify_separator)
         return f"{tags_url}#{options.tags_slugify_format.format(slug=slug)}"
 
-    def _snippet_embed(self, path: str, cell: str | None) -> str:
+    def _snippet_embed(self, page: Page, path: str, cell: str | None) -> str:
         assert self.vault is not None
         source = self.vault.files[path]
         render = _optional("kb.site_snippets", "render_embed")
@@ -299,12 +399,33 @@ class KbPlugin(BasePlugin[KbConfig]):
             return _snippet_code(source, cell)
         try:
             # Runs the snippet when the run cache has no result for its current code.
-            return render(source, cell, project=self._project(), on_failure="warn")
+            body = render(source, cell, project=self._project(), on_failure="warn", logger=log)
         except RuntimeError as error:  # SnippetRenderError: e.g. no cell of that title
             log.warning("%s: %s", path, error)
             return _snippet_code(source, cell)
+        notebook = self.notebook_pages.get(path)
+        url = self._relative_url(page, notebook) if notebook else None
+        if url is None:
+            return body
+        label = escape_text(posixpath.basename(path) + (f" > {cell}" if cell else ""))
+        header = (
+            f'<p class="kb-snippet-header"><a class="kb-snippet-page" href="{escape_text(url)}">'
+            f"{label}</a></p>"
+        )
+        return header + "\n\n" + body
 
     # Pages ---------------------------------------------------------------------------------
+
+    def on_page_read_source(self, *, page: Page, config: MkDocsConfig) -> str | None:
+        """Give MkDocs the text kb parsed, so each page matches its parse even when the file
+        changed, vanished or held invalid UTF-8 after the vault was loaded.
+
+        NOTE: MkDocs 1.6 deprecates this event and allows one plugin to handle it.
+        """
+        if self.vault is None:
+            return None
+        note = self.vault.notes.get(unicodedata.normalize("NFC", page.file.src_uri))
+        return note.text if note is not None else None
 
     @event_priority(50)
     def on_page_markdown(
@@ -315,14 +436,19 @@ class KbPlugin(BasePlugin[KbConfig]):
         assert self.vault is not None
         path = unicodedata.normalize("NFC", page.file.src_uri)
         note = self.vault.notes.get(path)
+        if note is None and path in self.generated:
+            note = parse_page(self.vault, self.generated[path], path, self.generated)
         if note is not None:
+            expanded = expand_markers(note.text, self._fill_marker)
+            if expanded is not None:
+                note = parse_page(self.vault, expanded, path, self.generated)
             context = RenderContext(
                 vault=self.vault,
                 page_path=path,
                 url_for=partial(self._relative_url, page),
                 anchor_for=self._anchor,
                 tag_url=partial(self._tag_url, page),
-                snippet_embed=self._snippet_embed,
+                snippet_embed=partial(self._snippet_embed, page),
                 max_depth=self.config.embed_max_depth,
                 fold_heading=self.config.fold_heading if self.config.fold_enabled else None,
             )
@@ -335,12 +461,33 @@ class KbPlugin(BasePlugin[KbConfig]):
                     tags.append(tag.written)
             if tags:
                 page.meta["tags"] = tags
-
-        if PROGRESS_PLACEHOLDER in markdown:
-            progress = _optional("kb.questions", "progress_markdown")
-            if progress is not None:
-                markdown = markdown.replace(PROGRESS_PLACEHOLDER, progress(self._project()))
         return markdown
+
+    def _fill_marker(self, marker: str) -> str | None:
+        """Return the Markdown that replaces a kb marker in a note, or None to keep it."""
+        if marker == GRAPH_MARKER:
+            return GRAPH_HTML if self.config.graph_enabled else None
+        if marker == TAGS_MARKER:
+            if self._tags_plugin is None:
+                return "Tags are listed when Material's `tags` plugin is enabled in mkdocs.yml."
+            return TAGS_LISTING
+        if marker == PROGRESS_MARKER:
+            progress = _optional("kb.questions", "progress_markdown")
+            return progress(self._project()) if progress is not None else None
+        if marker == QUESTIONS_MARKER:
+            questions = _optional("kb.questions", "questions_page_markdown")
+            if questions is None:
+                return "The questions list needs the module `kb.questions`."
+            return strip_title(questions(self._project()))
+        return None
+
+    def on_serve(self, server, *, config: MkDocsConfig, builder):
+        """Rebuild the site when a snippet changes, since pages show snippet outputs."""
+        if self.root is not None:
+            snippets = self.root / self.config.snippets_dir
+            if snippets.is_dir():
+                server.watch(str(snippets))
+        return server
 
     @event_priority(-50)
     def on_page_content(
@@ -361,7 +508,7 @@ class KbPlugin(BasePlugin[KbConfig]):
             return html_text
 
         parts = [html_text]
-        if self.config.graph_enabled and self.config.graph_local:
+        if self.config.graph_enabled and self.config.graph_local and not self._excluded_from_graph(path):
             parts.append(local_graph_html(path, self.config.graph_local_depth))
         if self.config.backlinks_enabled:
             parts.append(
@@ -404,6 +551,12 @@ def _quote_id(page_id: str) -> str:
     return quote(page_id, safe="-_.~:/=&")
 
 
+def _is_home(path: str) -> bool:
+    """Return whether MkDocs makes the page ``path`` the index page of its folder."""
+    name = path.rsplit("/", 1)[-1]
+    return name in ("index.md", "README.md")
+
+
 def _is_inside(path: Path, folder: Path) -> bool:
     try:
         path.resolve().relative_to(folder.resolve())
@@ -442,35 +595,3 @@ def _snippet_code(source: Path, cell: str | None) -> str:
     fence = "`" * max(3, max((len(run) for run in re.findall(r"`+", "\n".join(lines))), default=0) + 1)
     title = escape_text(posixpath.basename(str(source)) + (f" > {cell}" if cell else ""))
     return f'{fence}python title="{title}"\n' + "\n".join(lines).strip("\n") + f"\n{fence}"
-
-
-_GRAPH_PAGE = """---
-title: Graph
-hide:
-  - toc
----
-
-# Graph of notes
-
-Drag to pan, scroll to zoom, click a note to open it.
-
-<div class="kb-graph kb-graph-global"></div>
-"""
-
-_QUESTIONS_PAGE = """---
-title: Questions
----
-
-# Questions
-
-The questions list needs the module `kb.questions`, which this installation does not have yet.
-"""
-
-_TAGS_PAGE = """---
-title: Tags
----
-
-# Tags
-
-<!-- material/tags -->
-"""

@@ -165,7 +165,7 @@ class Problem:
     def __str__(self) -> str:
         path = self.path.translate(_ESCAPE_CONTROL)
         where = f"{path}:{self.line}" if self.line else path
-        return f"{where}: {self.severity}: {self.message}"
+        return f"{where}: {self.severity}: {self.message.translate(_ESCAPE_CONTROL)}"
 
 
 # A file name may contain a line break or another control character. Printed raw, it would

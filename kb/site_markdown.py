@@ -19,7 +19,14 @@ from typing import Any
 from urllib.parse import quote
 
 from kb.model import Callout, Link, Note
-from kb.parse import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from kb.parse import (
+    AUDIO_EXTENSIONS,
+    IMAGE_EXTENSIONS,
+    MAX_INDENT_COLUMNS,
+    MAX_QUOTE_DEPTH,
+    VIDEO_EXTENSIONS,
+)
+from kb.parse import mask_code
 from kb.vault import Vault
 
 __all__ = [
@@ -51,6 +58,12 @@ CALLOUT_TYPES = {
 
 INDENT = "    "
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
+# A list item marker at the start of a line (after any quote prefix).
+_LIST_ITEM = re.compile(r"[ \t]*(?:[-*+]|\d{1,9}[.)])(?:[ \t]|$)")
+# Obsidian comments; found in text whose code spans, code blocks and math are blanked.
+_COMMENT = re.compile(r"%%.*?%%", re.S)
+# The callout marker before its title: ``[!type]`` and an optional fold sign.
+_CALLOUT_MARKER = re.compile(r"\[![^\]]*\][+-]?[ \t]*")
 
 
 def escape_text(text: str) -> str:
@@ -245,7 +258,12 @@ def _render_span(
     for tag in note.tags:
         if tag.origin == "inline" and start <= tag.start and tag.end <= end:
             edits.append((tag.start, tag.end, "tag", tag))
-    edits.sort(key=lambda edit: edit[0])
+    comments = _comment_spans(note, start, end)
+    for comment_start, comment_end in comments:
+        edits.append((comment_start, comment_end, "comment", None))
+    # A comment sorts before a link or tag at the same offset, so it hides them.
+    edits.sort(key=lambda edit: (edit[0], edit[2] != "comment"))
+    code_lines = _code_lines(note)
 
     blocks_by_line: dict[int, list] = {}
     for block in note.blocks:
@@ -261,16 +279,24 @@ def _render_span(
     levels: list[bool] = []  # per quote level: True when that level is a callout
     edit_index = 0
     placed: set[str] = set()
+    # Kind of the previous line, to separate a list from the paragraph line just above it.
+    previous = "blank"
     for line in lines:
         content = text[line.start:line.end]
+        if _inside_comment(comments, line):
+            edit_index = _advance(edits, edit_index, line.end)
+            continue
         depth, prefix_length = _quote_depth(content)
+        # Deeper nesting is shown at the limit: Python-Markdown would recurse past Python's
+        # stack limit. kb.parse reports such notes as "too-deep-nesting".
+        depth = min(depth, MAX_QUOTE_DEPTH)
         if depth == 0 and not content.strip():
             levels = []
         levels = levels[:depth] + [False] * (depth - len(levels))
 
         callout = callouts.get(line.number)
         header = None
-        if callout is not None and callout.depth <= depth:
+        if callout is not None and callout.depth <= min(depth, MAX_QUOTE_DEPTH):
             levels = levels[: callout.depth - 1] + [True]
             header = _admonition_header(callout)
 
@@ -285,10 +311,17 @@ def _render_span(
 
         pieces: list[str] = []
         position = line.start + prefix_length
+        indent_end = _excess_indent_end(text, position, line.end)
+        if indent_end is not None and not _in_code_block(note, line.number):
+            pieces.append(" " * MAX_INDENT_COLUMNS)
+            position = indent_end
         if header is not None:
-            # The callout line holds only its marker and title; the title has no links to edit.
-            output.append(prefix[: -len(INDENT)] + header)
-            edit_index = _advance(edits, edit_index, line.end)
+            # The callout line holds its marker and title; links and tags of the title are
+            # rendered into the admonition title.
+            title, edit_index = _render_callout_title(ctx, note, edits, edit_index, line)
+            title = title or html.escape(callout.title, quote=True)
+            output.append(prefix[: -len(INDENT)] + header + f' "{title}"')
+            previous = "blank"
             continue
 
         for block in block_starts.get(line.number, []):
@@ -311,7 +344,9 @@ def _render_span(
             if edit_start < position:
                 continue
             pieces.append(text[position:edit_start])
-            if kind == "tag":
+            if kind == "comment":
+                pass
+            elif kind == "tag":
                 pieces.append(_render_tag(ctx, record))
             elif record.kind == "embed":
                 pieces.append(_render_embed(ctx, note, record, stack, prefix, content, line))
@@ -322,8 +357,102 @@ def _render_span(
         pieces.append(text[position:marker_start])
         if marker_start < line.end and line_blocks[-1].id not in placed:
             pieces.append(_block_span_html(line_blocks[-1].id))
+
+        # Obsidian starts a list right after a paragraph line; Python-Markdown needs a blank
+        # line between them, so one is added here (never inside code).
+        rest = content[prefix_length:]
+        if line.number in code_lines:
+            kind = "code"
+        elif not rest.strip():
+            kind = "blank"
+        elif _LIST_ITEM.match(rest):
+            kind = "list"
+            if previous == "text":
+                output.append(prefix.rstrip())
+        else:
+            kind = "list" if previous == "list" else "text"
+        previous = kind
         output.append(prefix + "".join(pieces))
     return "\n".join(output)
+
+
+def _code_lines(note: Note) -> set[int]:
+    lines: set[int] = set()
+    for block in note.code_blocks:
+        lines.update(range(block.line, block.end_line + 1))
+    return lines
+
+
+def _comment_spans(note: Note, start: int, end: int) -> list[tuple[int, int]]:
+    """Return the offsets of the ``%% comments %%`` between ``start`` and ``end``, each cut
+    into one span per line, since the rewrite edits one line at a time."""
+    text = note.text
+    if "%%" not in text[start:end]:
+        return []
+    masked = mask_code(text)
+    spans = []
+    for match in _COMMENT.finditer(masked, start, end):
+        position = match.start()
+        for line_break in _LINE_BREAK.finditer(text, match.start(), match.end()):
+            spans.append((position, line_break.start()))
+            position = line_break.end()
+        spans.append((position, match.end()))
+    return spans
+
+
+def _inside_comment(comments: list[tuple[int, int]], line: _Line) -> bool:
+    """Return whether a whole non-empty line is commented out; such a line is dropped."""
+    return any(
+        comment_start <= line.start and line.end <= comment_end and comment_end > comment_start
+        for comment_start, comment_end in comments
+    )
+
+
+def _render_callout_title(
+    ctx: RenderContext, note: Note, edits: list, edit_index: int, line: _Line
+) -> tuple[str, int]:
+    """Render the title of the callout on ``line`` with its links and tags, for the quoted
+    title of an admonition. Return it and the index of the first edit after the line.
+
+    The admonition extension reads its title as Markdown, so the text around the links is
+    HTML-escaped: raw HTML written in a title must not reach the page.
+    """
+    text = note.text
+    marker = _CALLOUT_MARKER.search(text, line.start, line.end)
+    position = marker.end() if marker else line.end
+    pieces: list[str] = []
+    while edit_index < len(edits) and edits[edit_index][0] < line.end:
+        edit_start, edit_end, kind, record = edits[edit_index]
+        edit_index += 1
+        if edit_start < position:
+            continue
+        pieces.append(html.escape(text[position:edit_start], quote=True))
+        if kind == "tag":
+            pieces.append(_render_tag(ctx, record))
+        elif kind == "link" and record.kind != "embed":
+            pieces.append(_render_link(ctx, note, record))
+        elif kind == "link":
+            pieces.append(escape_text(_default_display(record)))
+        position = edit_end
+    pieces.append(html.escape(text[position:line.end], quote=True))
+    return "".join(pieces).strip(), edit_index
+
+
+def _excess_indent_end(text: str, start: int, end: int) -> int | None:
+    """Return where the indentation at ``start`` ends when it is wider than
+    ``MAX_INDENT_COLUMNS`` (tabs count 4), else None."""
+    columns = 0
+    position = start
+    while position < end and text[position] in " \t":
+        columns += 4 - columns % 4 if text[position] == "\t" else 1
+        position += 1
+    if columns <= MAX_INDENT_COLUMNS or position == end:
+        return None
+    return position
+
+
+def _in_code_block(note: Note, line_number: int) -> bool:
+    return any(block.line <= line_number <= block.end_line for block in note.code_blocks)
 
 
 def _block_span_html(block_id: str) -> str:
@@ -353,10 +482,10 @@ def _fold_section(ctx: RenderContext, note: Note) -> tuple[int, int] | None:
 
 
 def _admonition_header(callout: Callout) -> str:
+    """Return the admonition marker and type of ``callout``; the caller adds the title."""
     kind = CALLOUT_TYPES.get(callout.type, "note")
     marker = {"+": "???+", "-": "???"}.get(callout.fold or "", "!!!")
-    title = callout.title.replace('"', "&quot;")
-    return f'{marker} {kind} "{title}"'
+    return f"{marker} {kind}"
 
 
 def _render_tag(ctx: RenderContext, tag) -> str:
@@ -418,7 +547,8 @@ def _render_embed(
 ) -> str:
     target = link.target
     if target is None:
-        return _unresolved(link, escape_text("!" + (link.display or link.target_text)))
+        # Shown as an unresolved link: the "!" is syntax, not part of the name.
+        return _unresolved(link, escape_text(_default_display(link)))
 
     extension = _extension(target)
     target_note = ctx.vault.notes.get(target)
