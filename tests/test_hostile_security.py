@@ -1,4 +1,4 @@
-"""A hostile vault cannot read or publish files outside itself, inject HTML, or run code.
+"""A hostile vault cannot read or publish files outside itself or inject HTML or terminal escapes.
 
 A secret file is planted beside the vault (tmp/secret.txt next to tmp/docs). Links of every
 form point at it, and the whole built site is searched for its content.
