@@ -103,6 +103,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     check = subparsers.choices.get("check")
     if check is not None:
+        check.add_argument("--questions", choices=("error", "warning", "info", "off"),
+                           default=None,
+                           help="severity of a question with no answer note, or off to leave "
+                           "them out (default: error in the project's own vault, info in a "
+                           "vault passed with --vault from elsewhere)")
         check.add_argument("--require-own-words", action="store_true",
                            help="report an answer without an explanation in your own words as "
                            "an error (default: information only)")

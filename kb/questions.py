@@ -3,10 +3,13 @@
 Detection rule. A question is one of these, found outside front matter, code, math, HTML and
 ``%%`` comments, block quotes and callouts:
 
-- a paragraph, list item or heading with a sentence that ends in ``?``: the ``?`` comes right
-  after a word, code span or closing punctuation, and before a space, closing punctuation or
-  the end of the block. Links, bare URLs, tags and block ids are taken out first, so a ``?`` inside
-  ``[[Why?]]`` or ``https://x.org/?q=1`` does not count;
+- a paragraph, list item or heading with a sentence of at least three words that ends in
+  ``?``: the ``?`` comes right after a word, code span or closing punctuation, and before a
+  space, closing punctuation or the end of the block. A sentence starts after ``.``, ``!``,
+  ``?``, ``:`` or ``;`` and a space, so "Binary? Use one output." asks nothing. Emphasis does
+  not matter: ``**What is a batch?**`` is a question. Links, bare URLs, tags and block ids
+  are taken out first, so a ``?`` inside ``[[Why?]]`` or ``https://x.org/?q=1`` does not
+  count;
 - an open task, ``- [ ] ...`` (a checked task ``- [x]`` is done and never counts);
 - a paragraph, list item or heading tagged ``#question`` (or ``#question/...``).
 
@@ -68,6 +71,10 @@ _BLOCK_ID = re.compile(r"(?:^|(?<=[ \t]))\^[A-Za-z0-9-]+[ \t]*$", re.MULTILINE)
 # A "?" that ends a sentence: right after a word or closing punctuation, and followed by
 # space, closing punctuation or the end.
 _QUESTION_MARK = re.compile(r"(?<=[\w)\]\"'*_»”’])\?+(?=[\s)\]\"'*_»”’.,;:!]|$)")
+_SENTENCE_END = re.compile(r"[.!?:;…]+[*_\"'”’»)\]]*(?=\s)")
+_WORD = re.compile(r"\w+(?:['’-]\w+)*")
+MIN_QUESTION_WORDS = 3
+"""Words a sentence needs before its ``?`` to count as a question."""
 
 
 # Detection -----------------------------------------------------------------------------------
@@ -126,12 +133,19 @@ def _strip_markup(text: str) -> str:
 
 
 def asks_question(text: str) -> bool:
-    """Return whether ``text`` has a sentence ending in ``?``.
+    """Return whether ``text`` has a sentence of at least three words ending in ``?``.
 
     Code spans and math must already be replaced by other non-space characters, so that
-    ``Why `x`?`` still ends in a question mark right after its last word.
+    ``Why is `x`?`` still ends in a question mark right after its last word. The sentence
+    starts after the last ``.``, ``!``, ``?``, ``:`` or ``;`` followed by a space, so the
+    one-word fragment in "Binary? Use one output." does not count.
     """
-    return bool(_QUESTION_MARK.search(_strip_markup(text)))
+    stripped = _strip_markup(text)
+    for mark in _QUESTION_MARK.finditer(stripped):
+        sentence = _SENTENCE_END.split(stripped[: mark.start()])[-1]
+        if len(_WORD.findall(sentence)) >= MIN_QUESTION_WORDS:
+            return True
+    return False
 
 
 def _fill_masked(text: str, masked: str) -> str:
@@ -399,13 +413,20 @@ def collect_questions(project: Project) -> list[Question]:
 def check_problems(project: Project, args: Any = None) -> list[Problem]:
     """Problems for ``kb check``: unanswered questions, answers without passing code, own words.
 
-    A missing explanation is ``info``, or an ``error`` when ``args.require_own_words`` is set.
+    An unanswered question is an ``error`` in the project's own vault. It is ``info`` in a
+    foreign vault, whose prose was not written with kb's question rule in mind.
+    ``args.questions`` (``error``, ``warning``, ``info`` or ``off``) overrides both, and
+    ``off`` leaves these problems out. A missing explanation is ``info``, or an ``error``
+    when ``args.require_own_words`` is set.
     """
     require_own_words = bool(getattr(args, "require_own_words", False))
+    unanswered = getattr(args, "questions", None) or ("info" if project.foreign else "error")
     problems: list[Problem] = []
     vault = project.vault
     for question in collect_questions(project):
         short = _shorten(question.text, 60)
+        if question.answer is None and unanswered == "off":
+            continue
         if question.answer is None:
             if question.answer_missing:
                 message = (f"question '{short}' links to the answer note '{question.answer_missing}', "
@@ -413,7 +434,7 @@ def check_problems(project: Project, args: Any = None) -> list[Problem]:
             else:
                 message = (f"question '{short}' has no answer note; create one with "
                            f"kb new \"TOPIC\" --answers {question.block_id or repr(question.text[:40])}")
-            problems.append(Problem(question.path, question.line, "error", "question-unanswered", message))
+            problems.append(Problem(question.path, question.line, unanswered, "question-unanswered", message))
             continue
         answer = vault.notes[question.answer]
         code_line = next((h.line for h in answer.headings if h.text.strip().casefold() == "code"), None)

@@ -43,8 +43,8 @@ def _texts(text: str, path: str = "Note.md") -> list[str]:
 DETECTION_CASES = [
     # (note text, expected question texts)
     ("How do transformers work?\n", ["How do transformers work?"]),
-    ("Is it? Yes.\n", ["Is it? Yes."]),
-    ("Why now?) said nobody\n", ["Why now?) said nobody"]),
+    ("Is it true? Yes.\n", ["Is it true? Yes."]),
+    ("Why is it now?) said nobody\n", ["Why is it now?) said nobody"]),
     ("## Why does it converge?\n", ["Why does it converge?"]),
     ("- What is a score?\n", ["What is a score?"]),
     ("1. Which noise schedule?\n", ["Which noise schedule?"]),
@@ -55,8 +55,12 @@ DETECTION_CASES = [
     ("Analyze linear attention #question\n", ["Analyze linear attention"]),
     ("Study this #question/later ^q-a\n", ["Study this"]),
     ("What is [[attention]]?\n", ["What is attention?"]),
-    ("Why `x`?\n", ["Why `x`?"]),
-    ("Is $x$?\n", ["Is $x$?"]),
+    ("Why is `x`?\n", ["Why is `x`?"]),
+    ("Is $x$ positive?\n", ["Is $x$ positive?"]),
+    ("**What is Backpropagation?**\n", ["**What is Backpropagation?**"]),
+    ("_Why does it converge?_\n", ["_Why does it converge?_"]),
+    ("📏 **How to Determine Input Size?**\n", ["📏 **How to Determine Input Size?**"]),
+    ("Binary? Why use one neuron?\n", ["Binary? Why use one neuron?"]),
     ("What is [text](Note.md)?\n", ["What is text?"]),
     ("How does it work? [[Answer note|answer]] ^q-b\n", ["How does it work?"]),
     ("How does it work? #todo\n", ["How does it work?"]),
@@ -81,6 +85,13 @@ DETECTION_CASES = [
     ("| Why? | Because |\n|---|---|\n", []),
     ("---\ntitle: Why?\n---\nBody.\n", []),
     ("A lone ? mark.\n", []),
+    # a question sentence needs at least three words
+    ("Why?\n", []),
+    ("Really? Yes.\n", []),
+    ("Binary? Use `1` output neuron.\n", []),
+    ("Multi-class? Use `N` neurons for `N` classes.\n", []),
+    ("- **Binary?** Use one neuron.\n", []),
+    ("Note: why not?\n", []),
     ("Tag #question-mark is not the question tag.\n", []),
 ]
 
@@ -91,7 +102,7 @@ def test_detection_rule(text: str, expected: list[str]) -> None:
 
 
 def test_question_kinds_and_lines() -> None:
-    note = _note("Intro.\n\nWhy?\n\n- [ ] Task\n\nStudy #question\n")
+    note = _note("Intro.\n\nWhy is it?\n\n- [ ] Task\n\nStudy #question\n")
     found = [(q.line, q.kind) for q in detect_questions(note)]
     assert found == [(3, "question"), (5, "task"), (7, "tag")]
 
@@ -115,13 +126,15 @@ def test_manual_folder_is_skipped() -> None:
 
 
 def test_crlf_note_lines() -> None:
-    note = _note("Intro\r\n\r\nWhy?\r\n")
-    assert [(q.line, q.text) for q in detect_questions(note)] == [(3, "Why?")]
+    note = _note("Intro\r\n\r\nWhy is it?\r\n")
+    assert [(q.line, q.text) for q in detect_questions(note)] == [(3, "Why is it?")]
 
 
-def test_asks_question_needs_a_word() -> None:
-    assert asks_question("Really?")
-    assert asks_question("(really?)")
+def test_asks_question_needs_three_words() -> None:
+    assert asks_question("Is it really?")
+    assert asks_question("(is it really?)")
+    assert not asks_question("Really?")
+    assert not asks_question("Is it?")
     assert not asks_question("?")
     assert not asks_question("(?)")
     assert not asks_question("What ? no")
@@ -275,8 +288,9 @@ def test_own_words_written_counts_words(tmp_path: Path) -> None:
 
 
 class _Args:
-    def __init__(self, require_own_words: bool = False) -> None:
+    def __init__(self, require_own_words: bool = False, questions: str | None = None) -> None:
         self.require_own_words = require_own_words
+        self.questions = questions
 
 
 def _codes(problems, severity: str) -> list[str]:
@@ -288,9 +302,45 @@ def test_check_reports_unanswered(tmp_path: Path) -> None:
     assert _codes(problems, "error") == ["question-unanswered"] * 10
 
 
+def test_check_foreign_vault_unanswered_is_info(tmp_path: Path) -> None:
+    vault = tmp_path / "notes"
+    vault.mkdir()
+    shutil.copyfile(REPO / "docs" / PERSON_NOTE, vault / PERSON_NOTE)
+    project = Project.discover(tmp_path, vault=vault)
+    assert project.foreign
+    problems = check_problems(project, _Args())
+    assert _codes(problems, "info") == ["question-unanswered"] * 10
+    assert _codes(problems, "error") == []
+
+
+@pytest.mark.parametrize("severity", ["error", "warning", "info"])
+def test_check_questions_option_sets_severity(tmp_path: Path, severity: str) -> None:
+    project = Project.discover(_make_project(tmp_path))
+    problems = check_problems(project, _Args(questions=severity))
+    assert _codes(problems, severity) == ["question-unanswered"] * 10
+    assert len(problems) == 10
+
+
+def test_check_questions_off(tmp_path: Path) -> None:
+    project = Project.discover(_make_project(tmp_path))
+    assert check_problems(project, _Args(questions="off")) == []
+
+
+def test_check_command_questions_option(tmp_path: Path, monkeypatch, capsys) -> None:
+    vault = tmp_path / "notes"
+    vault.mkdir()
+    (vault / "Q.md").write_text("How does this work?\n", encoding="utf-8")
+    assert main(["check", "--vault", str(vault)]) == 0
+    assert "Q.md:1: info: question 'How does this work?' has no answer note" in capsys.readouterr().out
+    assert main(["check", "--vault", str(vault), "--questions", "error"]) == 1
+    assert "Q.md:1: error: question" in capsys.readouterr().out
+    assert main(["check", "--vault", str(vault), "--questions", "off"]) == 0
+    assert "question" not in capsys.readouterr().out
+
+
 def test_check_answer_without_code(tmp_path: Path) -> None:
     root = _make_project(tmp_path, with_person_note=False)
-    (root / "docs" / "Q.md").write_text("Why? [[A|answer]]\n", encoding="utf-8")
+    (root / "docs" / "Q.md").write_text("Why does it work? [[A|answer]]\n", encoding="utf-8")
     (root / "docs" / "A.md").write_text("## In my own words\n\nMine.\n", encoding="utf-8")
     problems = check_problems(Project.discover(root), _Args())
     assert _codes(problems, "error") == ["answer-without-code"]
@@ -318,7 +368,7 @@ def test_check_own_words_info_unless_required(tmp_path: Path, executed: Path) ->
 
 def test_check_command_has_require_own_words(tmp_path: Path, executed: Path, monkeypatch, capsys) -> None:
     root = _make_project(tmp_path, with_person_note=False)
-    (root / "docs" / "Q.md").write_text("Why? [[A|answer]]\n", encoding="utf-8")
+    (root / "docs" / "Q.md").write_text("Why does it work? [[A|answer]]\n", encoding="utf-8")
     (root / "docs" / "A.md").write_text("![[cold.py]]\n\n## In my own words\n\n> [!prompt] Go.\n", encoding="utf-8")
     install_results(executed, root, "cold.py")
     monkeypatch.chdir(root)

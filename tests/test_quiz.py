@@ -217,7 +217,7 @@ def test_empty_answer_saves_nothing(tmp_path: Path) -> None:
 def test_quiz_without_answer_notes(tmp_path: Path, monkeypatch, capsys) -> None:
     (tmp_path / "mkdocs.yml").write_text("site_name: t\n", encoding="utf-8")
     (tmp_path / "docs").mkdir()
-    (tmp_path / "docs" / "Q.md").write_text("Why?\n", encoding="utf-8")
+    (tmp_path / "docs" / "Q.md").write_text("Why does it work?\n", encoding="utf-8")
     monkeypatch.chdir(tmp_path)
     assert main(["quiz"]) == 0
     assert "No question has an answer note yet" in capsys.readouterr().out
