@@ -3,7 +3,8 @@
     python bench/bench_runner.py                 # the project's snippets/
     python bench/bench_runner.py --synthetic 8   # 8 tiny generated snippets: per-unit overhead
 
-Each cold run uses a fresh temporary cache, so every snippet executes. The warm run repeats the
+The snippets are copied to a temporary project first, and each cold run uses a fresh cache
+there, so every snippet executes. The warm run repeats the
 -j 1 run against its filled cache. "plain python" runs each file with ``python FILE`` in the
 snippet's folder with the project root on PYTHONPATH, one after another, which is the floor the
 kernel-based runner is compared with. Timings are wall-clock seconds on whatever machine runs the
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -79,8 +81,11 @@ def main() -> int:
             for index in range(args.synthetic):
                 (snippets / f"tiny_{index}.py").write_text(SYNTHETIC.format(index=index))
         else:
-            root = ROOT
-            snippets = ROOT / "snippets"
+            # A frozen copy, so edits to snippets/ during the benchmark cannot change cache keys
+            # between the cold and the warm run.
+            root = scratch_dir / "project"
+            snippets = root / "snippets"
+            shutil.copytree(ROOT / "snippets", snippets, ignore=shutil.ignore_patterns("__pycache__"))
         units = [read_snippet(path, root) for path in snippet_files(snippets)]
 
         rows: list[tuple[str, float, str]] = []
