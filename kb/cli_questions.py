@@ -29,7 +29,7 @@ from kb.own_words import (
 )
 from kb.cli import plural
 from kb.project import Project
-from kb.questions import Question, collect_questions
+from kb.questions import Question, collect_questions, matches_text, plain_text
 from kb.quiz import QuizState, pick_question, quiz_path
 
 __all__ = ["add_parser"]
@@ -72,9 +72,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     _add_vault_option(new)
     new.add_argument("topic", help="name of the new note, e.g. \"Cold diffusion\" (may include a folder)")
     new.add_argument("--answers", metavar="QUESTION",
-                     help="block id (q-cold-diffusion or ^q-cold-diffusion) or text of the "
-                     "question this note answers; adds [[TOPIC|answer]] to the question unless it "
-                     "has an answer link")
+                     help="block id (q-cold-diffusion or ^q-cold-diffusion), PATH:LINE or text "
+                     "of the question this note answers, as kb check suggests; adds "
+                     "[[TOPIC|answer]] to the question unless it has an answer link, and a block "
+                     "id unless it has one")
     new.set_defaults(handler=command_new)
 
     explain = subparsers.add_parser(
@@ -186,22 +187,41 @@ def _questions_footer(shown: list[Question], hidden: int) -> str:
 
 
 def _find_question(questions: list[Question], query: str) -> Question:
+    """Find the question named by a block id, ``PATH:LINE``, or part of its text.
+
+    Text matches with or without emphasis and code markers, so the suggestion of ``kb check``
+    always works.
+    """
     block = query.strip().lstrip("^")
     by_id = [question for question in questions if question.block_id == block]
     if by_id:
         return by_id[0]
+    by_place = [question for question in questions if str(question) == query.strip()]
+    if by_place:
+        return by_place[0]
     expected_text = " ".join(query.split()).casefold()
-    exact = [question for question in questions if question.text.casefold() == expected_text]
+    exact = [question for question in questions
+             if expected_text in (question.text.casefold(), plain_text(question.text).casefold())]
     if len(exact) == 1:
         return exact[0]
-    partial = [question for question in questions if expected_text and expected_text in question.text.casefold()]
+    partial = [question for question in questions if matches_text(question, query)]
     if len(partial) == 1:
         return partial[0]
     if not partial:
         raise LookupError(f"no question with block id or text '{query}'; list them with kb questions")
     listed = "; ".join(f"{question} {_shorten(question.text, 50)}" for question in partial[:5])
-    raise LookupError(f"'{query}' matches {len(partial)} questions ({listed}); pass a block id "
-                      "or more of the text")
+    raise LookupError(f"'{query}' matches {len(partial)} questions ({listed}); pass a block id, "
+                      "PATH:LINE or more of the text")
+
+
+def _new_block_id(topic: str, text: str) -> str:
+    """Return ``q-`` plus a slug of ``topic`` that no block of the note ``text`` uses yet."""
+    slug = re.sub(r"[^0-9a-z]+", "-", Path(topic).name.casefold()).strip("-") or "answer"
+    taken = set(re.findall(r"\^([A-Za-z0-9-]+)", text))
+    candidate, number = f"q-{slug}", 2
+    while candidate in taken:
+        candidate, number = f"q-{slug}-{number}", number + 1
+    return candidate
 
 
 def _snippet_name(topic: str) -> str:
@@ -256,8 +276,12 @@ def _validate_topic(topic: str) -> str:
     return topic
 
 
-def _add_answer_link(text: str, question: Question, topic: str) -> str:
-    """Return ``text`` with ``[[topic|answer]]`` on the question's last line, before its block id."""
+def _add_answer_link(text: str, question: Question, topic: str | None, block_id: str | None = None) -> str:
+    """Return ``text`` with ``[[topic|answer]]`` and ``^block_id`` added to the question.
+
+    Both go on the question's last line, the link before an existing block id. Either may be
+    ``None`` to leave it out.
+    """
     lines = split_lines(text)
     index = question.last_line - 1
     if re.fullmatch(r"[ \t]*\^[A-Za-z0-9-]+[ \t]*(?:\r\n|\r|\n)?", lines[index]) and index > question.line - 1:
@@ -265,12 +289,15 @@ def _add_answer_link(text: str, question: Question, topic: str) -> str:
     line = lines[index]
     ending = line[len(line.rstrip("\r\n")):]
     content = line[: len(line) - len(ending)]
-    link = f"[[{topic}|answer]]"
-    block = re.search(r"[ \t]+\^[A-Za-z0-9-]+[ \t]*$", content)
-    if block:
-        content = f"{content[: block.start()]} {link}{content[block.start():]}"
-    else:
-        content = f"{content.rstrip()} {link}"
+    if topic is not None:
+        link = f"[[{topic}|answer]]"
+        block = re.search(r"[ \t]+\^[A-Za-z0-9-]+[ \t]*$", content)
+        if block:
+            content = f"{content[: block.start()]} {link}{content[block.start():]}"
+        else:
+            content = f"{content.rstrip()} {link}"
+    if block_id is not None:
+        content = f"{content.rstrip()} ^{block_id}"
     lines[index] = content + ending
     return "".join(lines)
 
@@ -289,6 +316,7 @@ def command_new(args: argparse.Namespace) -> int:
 
     question = None
     snapshot = None
+    block_id = None
     new_question_text = None
     if args.answers:
         try:
@@ -299,12 +327,21 @@ def command_new(args: argparse.Namespace) -> int:
             return _error(f"question {question} already has the answer note '{question.answer}'; "
                           "edit that note instead")
         missing = question.answer_missing
-        if question.answer_line is None:
-            snapshot = NoteSnapshot.read(vault.files[question.path])
-            new_question_text = _add_answer_link(snapshot.text, question, topic)
-        elif missing is not None and _note_target(missing).casefold() != topic.casefold():
+        if question.answer_line is not None and missing is not None \
+                and _note_target(missing).casefold() != topic.casefold():
             return _error(f"question {question} links its answer to '{missing}'; run kb new "
                           f"\"{_note_target(missing)}\" or change that link first")
+        if question.answer_line is None or question.block_id is None:
+            # One atomic write adds the answer link and, so that answers: can name the
+            # question, a block id when it has none.
+            try:
+                snapshot = NoteSnapshot.read(vault.files[question.path])
+            except ExplanationError as error:
+                return _error(str(error))
+            block_id = None if question.block_id else _new_block_id(topic, snapshot.text)
+            link_topic = topic if question.answer_line is None else None
+            new_question_text = _add_answer_link(snapshot.text, question, link_topic, block_id)
+            question.block_id = question.block_id or block_id
 
     target = project.vault_dir / f"{topic}.md"
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -320,7 +357,12 @@ def command_new(args: argparse.Namespace) -> int:
         except ConcurrentChangeError as error:
             target.unlink()
             return _error(f"{error} (the new note was removed again)")
-        print(f"linked {question} to [[{topic}|answer]]")
+        added = []
+        if question.answer_line is None:
+            added.append(f"[[{topic}|answer]]")
+        if block_id is not None:
+            added.append(f"^{block_id}")
+        print(f"added {' and '.join(added)} to {question}")
     elif question is not None:
         print(f"{question} already links to its answer; left it unchanged")
     return 0

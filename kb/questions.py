@@ -32,6 +32,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import re
+import shlex
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ from kb.project import Project
 __all__ = [
     "Question",
     "SnippetStatus",
+    "answers_argument",
     "check_problems",
     "collect_questions",
     "detect_questions",
@@ -75,6 +77,9 @@ _SENTENCE_END = re.compile(r"[.!?:;…]+[*_\"'”’»)\]]*(?=\s)")
 _WORD = re.compile(r"\w+(?:['’-]\w+)*")
 MIN_QUESTION_WORDS = 3
 """Words a sentence needs before its ``?`` to count as a question."""
+SUGGESTED_WORDS = 6
+"""Words of question text that ``kb check`` suggests for ``kb new --answers`` at the least."""
+_EMPHASIS = re.compile(r"\*+|~~|==|(?<!\w)_+|_+(?!\w)")
 
 
 # Detection -----------------------------------------------------------------------------------
@@ -423,7 +428,8 @@ def check_problems(project: Project, args: Any = None) -> list[Problem]:
     unanswered = getattr(args, "questions", None) or ("info" if project.foreign else "error")
     problems: list[Problem] = []
     vault = project.vault
-    for question in collect_questions(project):
+    questions = collect_questions(project)
+    for question in questions:
         short = _shorten(question.text, 60)
         if question.answer is None and unanswered == "off":
             continue
@@ -433,7 +439,7 @@ def check_problems(project: Project, args: Any = None) -> list[Problem]:
                            "which does not exist; create it with kb new")
             else:
                 message = (f"question '{short}' has no answer note; create one with "
-                           f"kb new \"TOPIC\" --answers {question.block_id or repr(question.text[:40])}")
+                           f"kb new \"TOPIC\" --answers {shlex.quote(answers_argument(question, questions))}")
             problems.append(Problem(question.path, question.line, unanswered, "question-unanswered", message))
             continue
         answer = vault.notes[question.answer]
@@ -477,6 +483,35 @@ def check_problems(project: Project, args: Any = None) -> list[Problem]:
             seen.add(identity)
             unique.append(problem)
     return unique
+
+
+def plain_text(text: str) -> str:
+    """Return question text without emphasis, code and highlight markers, spaces collapsed."""
+    text = _EMPHASIS.sub("", text.replace("`", ""))
+    return " ".join(text.split())
+
+
+def matches_text(question: Question, query: str) -> bool:
+    """Return whether ``query`` is part of the question's text, with or without markup."""
+    wanted = " ".join(query.split()).casefold()
+    return bool(wanted) and (wanted in question.text.casefold()
+                             or wanted in plain_text(question.text).casefold())
+
+
+def answers_argument(question: Question, questions: list[Question]) -> str:
+    """Return the shortest ``kb new --answers`` argument that names only ``question``.
+
+    That is its block id when it has one, else the first words of its plain text (at least
+    :data:`SUGGESTED_WORDS`, more until no other question contains them), else ``PATH:LINE``.
+    """
+    if question.block_id:
+        return question.block_id
+    words = plain_text(question.text).split()
+    for count in range(min(SUGGESTED_WORDS, len(words)), len(words) + 1):
+        query = " ".join(words[:count])
+        if not any(other is not question and matches_text(other, query) for other in questions):
+            return query
+    return str(question)
 
 
 def _shorten(text: str, width: int) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 import subprocess
 import sys
@@ -445,10 +446,88 @@ def test_new_adds_answer_link_once(tmp_path: Path, monkeypatch) -> None:
     assert main(["new", "Rayleigh", "--answers", "read rayleigh"]) == 0
     assert note.read_bytes() == (
         "Intro\r\n\r\nWhy is the sky blue? [[Sky|answer]] ^q-sky\r\n\r\n"
-        "- [ ] Read Rayleigh [[Rayleigh|answer]]\r\n\r\nend"
+        "- [ ] Read Rayleigh [[Rayleigh|answer]] ^q-rayleigh\r\n\r\nend"
     ).encode()
+    assert 'answers: ["[[Q#^q-rayleigh]]"]' in (root / "docs" / "Rayleigh.md").read_text(encoding="utf-8")
     project = Project.discover(root)
     assert [q.answer for q in collect_questions(project)] == ["Sky.md", "Rayleigh.md"]
+    assert [q.answer_link for q in collect_questions(project)] == ["answers property"] * 2
+
+
+def _suggested_answers(capsys, root: Path) -> list[str]:
+    main(["check", "--vault", str(root / "docs"), "--questions", "error"])
+    out = capsys.readouterr().out
+    return [shlex.split(line.split(" --answers ", 1)[1])[0]
+            for line in out.splitlines() if "--answers" in line]
+
+
+def test_check_suggestion_works_with_new(tmp_path: Path, monkeypatch, capsys) -> None:
+    root = _make_project(tmp_path, with_person_note=False)
+    monkeypatch.chdir(root)
+    note = root / "docs" / "Q.md"
+    note.write_text(
+        "**Which explorer found the *northwest passage* first?**\n\n"
+        "Which explorer found the *northwest passage* later?\n\n"
+        "How does it work? ^q-work\n",
+        encoding="utf-8",
+    )
+    suggested = _suggested_answers(capsys, root)
+    assert suggested == [
+        "Which explorer found the northwest passage first?",
+        "Which explorer found the northwest passage later?",
+        "q-work",
+    ]
+    assert main(["new", "Explorer", "--answers", suggested[0]]) == 0
+    text = note.read_text(encoding="utf-8")
+    assert text.startswith(
+        "**Which explorer found the *northwest passage* first?** [[Explorer|answer]] ^q-explorer\n"
+    )
+    project = Project.discover(root)
+    [answered] = [q for q in collect_questions(project) if q.answer == "Explorer.md"]
+    assert answered.answer_link == "answers property"
+    assert answered.line == 1
+
+
+def test_check_suggests_place_for_duplicates(tmp_path: Path, monkeypatch, capsys) -> None:
+    root = _make_project(tmp_path, with_person_note=False)
+    monkeypatch.chdir(root)
+    note = root / "docs" / "Q.md"
+    note.write_text("Why does it work?\n\nWhy does it work?\n", encoding="utf-8")
+    assert _suggested_answers(capsys, root) == ["Q.md:1", "Q.md:3"]
+    assert main(["new", "Second", "--answers", "Q.md:3"]) == 0
+    assert note.read_text(encoding="utf-8") == (
+        "Why does it work?\n\nWhy does it work? [[Second|answer]] ^q-second\n"
+    )
+
+
+def test_new_block_id_is_unique(tmp_path: Path, monkeypatch) -> None:
+    root = _make_project(tmp_path, with_person_note=False)
+    monkeypatch.chdir(root)
+    note = root / "docs" / "Q.md"
+    note.write_text("Old one here. ^q-sky\n\nWhy is the sky blue?\n", encoding="utf-8")
+    assert main(["new", "Sky", "--answers", "sky blue"]) == 0
+    assert note.read_text(encoding="utf-8").endswith("Why is the sky blue? [[Sky|answer]] ^q-sky-2\n")
+
+
+def test_new_rejects_concurrent_change(tmp_path: Path, monkeypatch, capsys) -> None:
+    import kb.cli_questions
+
+    root = _make_project(tmp_path, with_person_note=False)
+    monkeypatch.chdir(root)
+    note = root / "docs" / "Q.md"
+    note.write_text("Why is the sky blue?\n", encoding="utf-8")
+    real_write = kb.cli_questions.write_atomically
+
+    def edit_first(path, expected, data):
+        if path == note:
+            note.write_text("Why is the sky blue? Edited elsewhere.\n", encoding="utf-8")
+        real_write(path, expected, data)
+
+    monkeypatch.setattr(kb.cli_questions, "write_atomically", edit_first)
+    assert main(["new", "Sky", "--answers", "sky blue"]) == 1
+    assert "changed on disk" in capsys.readouterr().err
+    assert note.read_text(encoding="utf-8") == "Why is the sky blue? Edited elsewhere.\n"
+    assert not (root / "docs" / "Sky.md").exists()
 
 
 def test_new_rejects_unknown_question(tmp_path: Path, monkeypatch, capsys) -> None:
