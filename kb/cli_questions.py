@@ -23,6 +23,7 @@ from kb.own_words import (
     ExplanationError,
     NoteSnapshot,
     SECTION_TITLE,
+    read_own_words,
     save_explanation,
     split_lines,
     write_atomically,
@@ -88,6 +89,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     explain.add_argument("topic", help="answer note: name, path or alias")
     explain.add_argument("--from", dest="source", metavar="FILE",
                          help="read the explanation from FILE, or from standard input with '-'")
+    explain.add_argument("--force", action="store_true",
+                         help="write into a note that is not an answer note (no answers: "
+                         f"property, no '{SECTION_TITLE}' section, no question linking to it)")
     explain.set_defaults(handler=command_explain)
 
     quiz = subparsers.add_parser(
@@ -433,12 +437,22 @@ def command_explain(args: argparse.Namespace) -> int:
         hints = vault.suggestions(args.topic)
         hint = f"; did you mean: {', '.join(hints)}" if hints else ""
         return _error(f"no note named '{args.topic}'{hint}")
+    questions = _questions_for(project, note.path)
+    answer_note = "answers" in note.frontmatter or questions \
+        or read_own_words(note.text).state != "missing"
+    if not answer_note and not args.force:
+        return _error(
+            f"{note.path} is not an answer note: it has no answers: property, no "
+            f"'## {SECTION_TITLE}' section, and no question links to it. Create an answer "
+            "note with kb new \"TOPIC\" --answers QUESTION, add answers: [\"[[NOTE#^BLOCK]]\"] "
+            f"to this one, or pass --force to add the section anyway"
+        )
     try:
         snapshot = NoteSnapshot.read(vault.files[note.path])
         if args.source is not None:
             explanation = _read_source(args.source)
         else:
-            explanation = _read_from_editor(note.name, _questions_for(project, note.path))
+            explanation = _read_from_editor(note.name, questions)
     except ExplanationError as error:
         return _error(str(error))
     try:

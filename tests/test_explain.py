@@ -225,6 +225,50 @@ def test_explain_from_file(tmp_path: Path, monkeypatch, capsys) -> None:
     assert "Blur is the corruption.\n<!-- kb: explained" in path.read_text(encoding="utf-8")
 
 
+def test_explain_refuses_plain_note(tmp_path: Path, monkeypatch, capsys) -> None:
+    text = "# Technical and general notes\n\nHow do cold diffusion models work?\n"
+    path = _project(tmp_path, text=text, name="Technical and general notes.md")
+    source = tmp_path / "mine.md"
+    source.write_text("Blur is the corruption.\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    assert main(["explain", "Technical and general notes", "--from", str(source)]) == 1
+    err = capsys.readouterr().err
+    assert "Technical and general notes.md is not an answer note" in err
+    assert 'kb new "TOPIC" --answers QUESTION' in err
+    assert "--force" in err
+    assert path.read_text(encoding="utf-8") == text
+
+
+def test_explain_force_adds_section(tmp_path: Path, monkeypatch) -> None:
+    path = _project(tmp_path, text="# Plain\n\nSome text.\n", name="Plain.md")
+    source = tmp_path / "mine.md"
+    source.write_text("Mine.\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    assert main(["explain", "Plain", "--from", str(source), "--force"]) == 0
+    assert "## In my own words\n\nMine.\n" in path.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("text", [
+    "---\nanswers: []\n---\nBody.\n",
+    "Body.\n\n## In my own words\n\n> [!prompt] Go.\n",
+])
+def test_explain_accepts_answer_notes(tmp_path: Path, monkeypatch, text: str) -> None:
+    _project(tmp_path, text=text, name="Answer.md")
+    source = tmp_path / "mine.md"
+    source.write_text("Mine.\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    assert main(["explain", "Answer", "--from", str(source)]) == 0
+
+
+def test_explain_accepts_answer_link_target(tmp_path: Path, monkeypatch) -> None:
+    path = _project(tmp_path, text="Body only.\n", name="Answer.md")
+    (path.parent / "Q.md").write_text("Why does it work? [[Answer|answer]]\n", encoding="utf-8")
+    source = tmp_path / "mine.md"
+    source.write_text("Mine.\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    assert main(["explain", "Answer", "--from", str(source)]) == 0
+
+
 def test_explain_from_stdin(tmp_path: Path, monkeypatch) -> None:
     path = _project(tmp_path)
     monkeypatch.chdir(tmp_path)
