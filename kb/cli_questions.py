@@ -29,6 +29,7 @@ from kb.own_words import (
     write_atomically,
 )
 from kb.cli import plural
+from kb.cli_run import cache_dir_for
 from kb.project import Project
 from kb.questions import Question, collect_questions, matches_text, plain_text
 from kb.quiz import QuizState, pick_question, quiz_path
@@ -415,7 +416,7 @@ def _read_source(source: str) -> str:
 
 def _keep_unsaved(project: Project, note_name: str, explanation: str) -> Path:
     """Store an explanation that could not be saved, so the typed text is not lost."""
-    folder = project.cache_dir / "unsaved"
+    folder = cache_dir_for(project) / "unsaved"
     folder.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     path = folder / f"{_snippet_name(note_name)[:-3]}-{stamp}.md"
@@ -526,7 +527,7 @@ def command_quiz(args: argparse.Namespace) -> int:
     project = Project.discover(vault=args.vault)
     questions = collect_questions(project)
     try:
-        state = QuizState.load(quiz_path(project.cache_dir))
+        state = QuizState.load(quiz_path(cache_dir_for(project)))
     except ValueError as error:
         return _error(str(error))
     today = dt.date.today()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
+import os
 import sys
 import time
 import unicodedata
@@ -18,7 +20,7 @@ from kb.project import Project
 from kb.runner import STATUSES, RunResult, Runner, UntrustedCodeError
 from kb.snippets import RunUnit, SnippetError, note_units, read_snippet, snippet_files, units_from_note
 
-__all__ = ["add_parser", "command_run", "select_units"]
+__all__ = ["add_parser", "cache_dir_for", "command_run", "select_units"]
 
 STATUS_STYLES = {
     "passed": "green",
@@ -59,6 +61,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="print the name of every snippet and runnable note fence, run nothing")
     parser.set_defaults(handler=command_run)
     return parser
+
+
+def cache_dir_for(project: Project) -> Path:
+    """Return the folder for kb's cache and state (run results, quiz schedule) of ``project``.
+
+    kb never writes into a foreign vault. When the project's ``.kb/`` would lie inside such a
+    vault (``--vault .`` in a project, or a vault with no ``mkdocs.yml`` above it), the cache
+    goes to ``$XDG_CACHE_HOME/kb/vaults/HASH`` (``~/.cache`` when unset) instead, where HASH
+    is the start of the SHA-256 of the vault's resolved path.
+    """
+    cache_dir = project.cache_dir
+    vault = project.vault_dir.resolve()
+    if not project.foreign or not cache_dir.resolve().is_relative_to(vault):
+        return cache_dir
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    digest = hashlib.sha256(os.fsencode(vault)).hexdigest()[:16]
+    return Path(base) / "kb" / "vaults" / digest
 
 
 def _positive_int(text: str) -> int:
@@ -151,7 +170,7 @@ def command_run(args: argparse.Namespace) -> int:
         return 1 if errors else 0
 
     trusted = [] if project.foreign else [project.snippets_dir, project.vault_dir]
-    runner = Runner(project.root, cache_dir=project.cache_dir, trusted_dirs=trusted,
+    runner = Runner(project.root, cache_dir=cache_dir_for(project), trusted_dirs=trusted,
                     trust=args.trust, force=args.force, jobs=args.jobs)
     started = time.monotonic()
     try:

@@ -334,13 +334,14 @@ def _snippet_statuses(project: Project, answer: Note) -> list[SnippetStatus]:
     if not embeds:
         return []
     try:
+        from kb.cli_run import cache_dir_for
         from kb.runner import Runner
         from kb.snippets import SnippetError, read_snippet
     except ImportError as error:
         return [SnippetStatus(link.target or link.target_text, "not run", link.line,
                               f"the runner is not available ({error})") for link in embeds]
 
-    runner = Runner(project.root, cache_dir=project.cache_dir,
+    runner = Runner(project.root, cache_dir=cache_dir_for(project),
                     trusted_dirs=[project.snippets_dir, project.vault_dir])
     statuses: list[SnippetStatus] = []
     for link in embeds:

@@ -457,6 +457,42 @@ def test_run_counts_singular():
     assert _counts_line(one * 2, 1.0).startswith("2 units: 2 passed, ")
 
 
+def test_cache_dir_outside_foreign_vault(tmp_path, monkeypatch):
+    from kb.cli_run import cache_dir_for
+    from kb.project import Project
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    (tmp_path / "mkdocs.yml").write_text("site_name: t\n", encoding="utf-8")
+    (tmp_path / "docs" / "sub").mkdir(parents=True)
+    own = Project.discover(tmp_path)
+    assert cache_dir_for(own) == tmp_path / ".kb"
+    # The project's .kb/ lies outside a foreign vault inside the project, so it is kept.
+    inside = Project.discover(tmp_path, vault=tmp_path / "docs" / "sub")
+    assert inside.foreign
+    assert cache_dir_for(inside) == tmp_path / ".kb"
+    # With --vault at the project root, .kb/ would be inside the vault.
+    whole = Project.discover(tmp_path, vault=tmp_path)
+    assert whole.foreign
+    moved = cache_dir_for(whole)
+    assert moved.parent == tmp_path / "xdg" / "kb" / "vaults"
+    assert not moved.is_relative_to(tmp_path / "docs")
+    assert cache_dir_for(Project.discover(tmp_path, vault=tmp_path)) == moved
+
+
+@pytest.mark.slow
+def test_run_trust_leaves_foreign_vault_alone(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    vault = tmp_path / "notes"
+    vault.mkdir()
+    (vault / "A.md").write_text("```python\nprint(6 * 7)\n```\n", encoding="utf-8")
+    before = sorted(path.relative_to(vault) for path in vault.rglob("*"))
+    code, out, _ = run(capsys, "run", "--vault", str(vault), "--trust")
+    assert code == 0, out
+    assert "1 unit: 1 passed" in out
+    assert sorted(path.relative_to(vault) for path in vault.rglob("*")) == before
+    assert list((tmp_path / "xdg" / "kb" / "vaults").glob("*/cache"))
+
+
 def test_script_runs_as_subprocess(vault):
     result = subprocess.run(
         [sys.executable, "-m", "kb.cli", "graph", "Transformer", "--depth", "1", "--vault", str(vault)],
