@@ -77,8 +77,6 @@ _EXTENSIONS: dict[str, dict[str, Any]] = {
     "pymdownx.tilde": {},
     "pymdownx.tasklist": {"custom_checkbox": True},
     "footnotes": {},
-    # Obsidian nests lists indented by 2 spaces; Python-Markdown alone needs 4.
-    "mdx_truly_sane_lists": {},
 }
 
 
@@ -312,7 +310,12 @@ class KbPlugin(BasePlugin[KbConfig]):
         for page in write_pages(project, out_dir, on_failure="warn", logger=log):
             path = f"snippets/{page.snippet.name}"
             if files.get_file_from_path(page.src_uri) is None:
-                files.append(File.generated(config, page.src_uri, abs_src_path=str(page.notebook)))
+                # A File with src_dir, not File.generated: mkdocs-jupyter 0.26 wraps each
+                # notebook File and cannot read the source path of a generated one.
+                files.append(File(
+                    page.src_uri, src_dir=str(out_dir), dest_dir=config.site_dir,
+                    use_directory_urls=config.use_directory_urls,
+                ))
             pages[path] = page.src_uri
         return pages
 
@@ -434,6 +437,9 @@ class KbPlugin(BasePlugin[KbConfig]):
         """Rewrite the note behind ``page`` for the site. Priority 50: before Material's tags
         plugin (-50) reads the tags, and before other plugins see Obsidian syntax."""
         assert self.vault is not None
+        # Plugins after kb may have replaced files (mkdocs-jupyter wraps each notebook), so
+        # URLs come from the final collection.
+        self.files = files
         path = unicodedata.normalize("NFC", page.file.src_uri)
         note = self.vault.notes.get(path)
         if note is None and path in self.generated:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable
 
 import networkx as nx
@@ -21,8 +22,14 @@ def graph_json(
     include_attachments: bool,
     color_by: str,
     local_depth: int,
+    exclude: tuple[str, ...] = (),
+    titles: dict[str, str] | None = None,
 ) -> str:
     """Serialise ``G`` for the graph view; ``url_for`` maps a vault path to a site-root URL.
+
+    ``exclude`` leaves out folders (ending in ``/``) and paths; ``titles`` replaces the label
+    of a node (an index page shows its page title). Notes that share a name are labelled
+    with their path, so the reader can tell them apart.
 
     Strings are JSON-escaped, and ``<``, ``>`` and ``&`` are written as ``\\u`` escapes too, so
     the data stays inert even if someone pastes it into a page. The browser script escapes
@@ -35,15 +42,21 @@ def graph_json(
             continue  # a generated page (graph, tags) that a note links to: not a vault file
         if data["kind"] == "attachment" and not include_attachments:
             continue
+        if any(node == entry or (entry.endswith("/") and node.startswith(entry)) for entry in exclude):
+            continue
         kept.add(node)
         nodes.append({
             "id": node,
-            "label": data["label"],
+            "label": (titles or {}).get(node, data["label"]),
             "kind": data["kind"],
             "folder": data["folder"],
             "tags": list(data["tags"]),
             "url": url_for(node) if data["kind"] != "unresolved" else None,
         })
+    label_counts = Counter(node["label"].casefold() for node in nodes)
+    for node in nodes:
+        if node["kind"] != "unresolved" and label_counts[node["label"].casefold()] > 1:
+            node["label"] = node["id"][:-3] if node["id"].lower().endswith(".md") else node["id"]
     links = []
     for source, target, kind in G.edges(keys=True):
         if source in kept and target in kept and source != target:
@@ -95,22 +108,25 @@ def backlinks_html(
     G: nx.MultiDiGraph, vault: Vault, path: str, url_for: Callable[[str], str | None],
     title: str,
 ) -> str:
-    """Return the backlinks section of the page of ``path``: each linking note and line."""
+    """Return the backlinks section of the page of ``path``: each linking note once, with the
+    body lines that link here (the front-matter line only when the body has no link)."""
     items = []
     if path in G:
-        edges = sorted(
-            (source, data["lines"]) for source, _target, data in G.in_edges(path, data=True)
-            if source != path and source in vault.notes
-        )
-        for source, lines in edges:
+        lines_by_source: dict[str, set[int]] = {}
+        for source, _target, data in G.in_edges(path, data=True):
+            if source != path and source in vault.notes:
+                lines_by_source.setdefault(source, set()).update(data["lines"])
+        for source in sorted(lines_by_source):
             note = vault.notes[source]
+            all_lines = lines_by_source[source]
+            lines = {line for line in all_lines if line >= note.body_line} or all_lines
             url = url_for(source)
             name = escape_text(str(note.frontmatter.get("title") or note.name))
             anchor = f'<a class="kb-backlink" href="{escape_text(url)}">{name}</a>' if url else name
             contexts = "".join(
                 f'<li class="kb-context"><span class="kb-line">{line}</span> '
                 f"{escape_text(_context_line(note, line))}</li>"
-                for line in sorted(set(lines))
+                for line in sorted(lines)
             )
             items.append(f"<li>{anchor}<ul>{contexts}</ul></li>")
     body = f"<ul>{''.join(items)}</ul>" if items else '<p class="kb-none">No notes link here yet.</p>'

@@ -281,6 +281,7 @@ def _render_span(
     placed: set[str] = set()
     # Kind of the previous line, to separate a list from the paragraph line just above it.
     previous = "blank"
+    list_indents = _ListIndents()
     for line in lines:
         content = text[line.start:line.end]
         if _inside_comment(comments, line):
@@ -315,6 +316,13 @@ def _render_span(
         if indent_end is not None and not _in_code_block(note, line.number):
             pieces.append(" " * MAX_INDENT_COLUMNS)
             position = indent_end
+        rest = content[prefix_length:]
+        if header is None and line.number not in code_lines:
+            reindent = list_indents.reindent(rest, previous == "blank")
+            if reindent is not None:
+                new_indent, old_length = reindent
+                pieces = [new_indent]
+                position = line.start + prefix_length + old_length
         if header is not None:
             # The callout line holds its marker and title; links and tags of the title are
             # rendered into the admonition title.
@@ -360,7 +368,6 @@ def _render_span(
 
         # Obsidian starts a list right after a paragraph line; Python-Markdown needs a blank
         # line between them, so one is added here (never inside code).
-        rest = content[prefix_length:]
         if line.number in code_lines:
             kind = "code"
         elif not rest.strip():
@@ -374,6 +381,52 @@ def _render_span(
         previous = kind
         output.append(prefix + "".join(pieces))
     return "\n".join(output)
+
+
+class _ListIndents:
+    """Re-indent list lines so that Python-Markdown nests them as Obsidian does.
+
+    Obsidian nests an item under the item above it whenever it is indented further (by a tab,
+    2 spaces or any other amount). Python-Markdown nests only by 4 columns per level, so each
+    item and indented continuation line gets 4 spaces per nesting level.
+    """
+
+    MAX_LEVEL = 16
+
+    def __init__(self) -> None:
+        self.indents: list[int] = []
+        """Indentation, in columns, of the open item at each nesting level."""
+
+    def reindent(self, rest: str, after_blank: bool) -> tuple[str, int] | None:
+        """Return the new indentation of a line and the length of its old one, or None to
+        keep the line as written. ``rest`` is the line without its quote prefix."""
+        stripped = rest.lstrip(" \t")
+        if not stripped:
+            return None
+        width = _indent_columns(rest[: len(rest) - len(stripped)])
+        if _LIST_ITEM.match(stripped):
+            if width > 0 and not self.indents and after_blank:
+                return None  # not inside a list: an indented line here is code
+            while self.indents and self.indents[-1] >= width:
+                self.indents.pop()
+            self.indents.append(width)
+            level = min(len(self.indents) - 1, self.MAX_LEVEL)
+            return INDENT * level, len(rest) - len(stripped)
+        if not self.indents:
+            return None
+        if width == 0:
+            if after_blank:
+                self.indents = []  # a paragraph after a blank line ends the list
+            return None
+        level = min(sum(indent < width for indent in self.indents), self.MAX_LEVEL)
+        return INDENT * max(level, 1), len(rest) - len(stripped)
+
+
+def _indent_columns(whitespace: str) -> int:
+    columns = 0
+    for character in whitespace:
+        columns += 4 - columns % 4 if character == "\t" else 1
+    return columns
 
 
 def _code_lines(note: Note) -> set[int]:

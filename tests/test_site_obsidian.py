@@ -1,0 +1,230 @@
+"""Obsidian Markdown and generated pages, checked on the HTML that the kb plugin builds."""
+
+from __future__ import annotations
+
+import re
+
+from site_build import build_site
+
+MINIMAL_CONFIG = """\
+site_name: minimal
+theme:
+  name: material
+  font: false
+plugins:
+  - kb
+"""
+
+
+def _body(site, note: str) -> str:
+    """Return the note's rendered content, without the local graph and backlinks."""
+    article = site.article(note)
+    return article.split('<div class="kb-graph', 1)[0]
+
+
+def test_list_after_paragraph_line(tmp_path):
+    site = build_site(tmp_path, {"T.md": "# T\n\nThings to do:\n- [ ] first\n- [x] second\n"})
+    body = _body(site, "T.md")
+    assert "<p>Things to do:</p>" in body
+    assert body.count('class="task-list-item"') == 2
+    assert "- [ ]" not in body
+    assert re.search(r"<input[^>]*checked", body)
+
+
+def test_list_after_paragraph_in_code_kept(tmp_path):
+    site = build_site(tmp_path, {"T.md": "# T\n\n```text\nHeader:\n- not a list\n```\n"})
+    body = _body(site, "T.md")
+    assert "Header:\n- not a list" in body
+    assert "<li>" not in body
+
+
+def test_nested_lists_by_two_spaces_and_tabs(tmp_path):
+    site = build_site(
+        tmp_path,
+        {"T.md": "# T\n\n- a\n  - b\n    - c\n- d\n\t- tab child\n- e\n    - four spaces\n"},
+    )
+    body = _body(site, "T.md")
+    assert re.search(r"<li>a<ul>\s*<li>b<ul>\s*<li>c</li>", body)
+    assert re.search(r"<li>d<ul>\s*<li>tab child</li>", body)
+    assert re.search(r"<li>e<ul>\s*<li>four spaces</li>", body)
+    assert "- " not in re.sub(r"<[^>]+>", "", body)
+
+
+def test_footnotes_marks_and_line_breaks(tmp_path):
+    site = build_site(
+        tmp_path,
+        {"T.md": "# T\n\nSee==this== and ~~that~~[^1].\nsecond line\n\n[^1]: The note.\n"},
+        config=MINIMAL_CONFIG,
+    )
+    body = _body(site, "T.md")
+    assert "<mark>this</mark>" in body
+    assert "<del>that</del>" in body
+    assert 'class="footnote-ref"' in body
+    assert "The note." in body
+    assert re.search(r"<br\s*/?>\s*second line", body)
+
+
+def test_minimal_config_renders_task_list(tmp_path):
+    site = build_site(tmp_path, {"T.md": "# T\n\n- [ ] open\n- [x] done\n"}, config=MINIMAL_CONFIG)
+    body = _body(site, "T.md")
+    assert body.count('class="task-list-item"') == 2
+
+
+def test_strict_line_breaks_option(tmp_path):
+    config = MINIMAL_CONFIG.replace("  - kb\n", "  - kb:\n      strict_line_breaks: true\n")
+    site = build_site(tmp_path, {"T.md": "# T\n\nfirst line\nsecond line\n"}, config=config)
+    assert "<br" not in _body(site, "T.md")
+
+
+def test_comments_hidden_inline_and_block(tmp_path):
+    site = build_site(
+        tmp_path,
+        {
+            "T.md": (
+                "# T\n\nShown %%inline secret%% text.\n\n%%\nblock secret\n[[Other]]\n%%\n\n"
+                "Code keeps `%%literal%%` marks.\n"
+            ),
+            "Other.md": "# Other\n",
+        },
+    )
+    body = _body(site, "T.md")
+    assert "secret" not in body
+    assert "%%" not in body.replace("%%literal%%", "")
+    assert "Shown  text." in body
+    assert "<code>%%literal%%</code>" in body
+    assert 'href="../Other/"' not in body
+
+
+def test_callout_title_links_and_tags(tmp_path):
+    site = build_site(
+        tmp_path,
+        {
+            "T.md": '# T\n\n> [!tip] See [[Other]] and #ml <b>"x"</b>\n> Body.\n',
+            "Other.md": "# Other\n",
+        },
+    )
+    body = _body(site, "T.md")
+    title = re.search(r'<p class="admonition-title">(.*?)</p>', body, re.S)
+    assert title is not None
+    assert '<a class="kb-link" href="../Other/" data-kb-note="Other.md">Other</a>' in title.group(1)
+    assert 'class="kb-tag"' in title.group(1)
+    assert "[[" not in title.group(1)
+    assert "<b>" not in title.group(1)
+
+
+def test_unresolved_pdf_embed_without_bang(tmp_path):
+    site = build_site(tmp_path, {"T.md": "# T\n\n![[lecture.pdf#page=3]]\n"})
+    body = _body(site, "T.md")
+    unresolved = re.search(r'<span class="kb-unresolved"[^>]*>(.*?)</span>', body)
+    assert unresolved is not None
+    assert not unresolved.group(1).startswith("!")
+    assert unresolved.group(1).startswith("lecture.pdf")
+
+
+def test_backlinks_list_each_note_once(tmp_path):
+    site = build_site(
+        tmp_path,
+        {
+            "Target.md": "# Target\n",
+            "Source.md": "---\nrelated: '[[Target]]'\n---\n# Source\n\nBody link to [[Target]].\n",
+        },
+    )
+    backlinks = site.article("Target.md").split('class="kb-backlinks"', 1)[1]
+    assert backlinks.count('class="kb-backlink"') == 1
+    assert backlinks.count('class="kb-context"') == 1
+    assert "Body link to Target." in backlinks
+
+
+QUESTION_NOTES = {
+    "index.md": "# Home\n\n[Open questions](questions.md)\n",
+    "Technical notes.md": (
+        "# Technical notes\n\n- Why does attention scale scores? "
+        "[[attention/Transformers|Transformers]] ^q-transformers\n"
+    ),
+    "attention/Transformers.md": "# Transformers\n",
+}
+
+
+def test_questions_page_links_rendered(tmp_path):
+    site = build_site(tmp_path, QUESTION_NOTES)
+    article = site.article("questions.md")
+    text = re.sub(r"<[^>]+>", "", article)
+    assert "[[" not in text
+    links = [link for link in site.links("questions.md") if link.attributes.get("class") == "kb-link"]
+    assert any(link.text == "Technical notes" for link in links)
+    line_link = [link for link in links if link.text == "line 3"]
+    assert len(line_link) == 1
+    target, fragment = site.resolve("questions.md", line_link[0].href)
+    assert target == site.page_path("Technical notes.md")
+    assert fragment == "block-q-transformers"
+    assert fragment in site.ids(target)
+    assert 'class="kb-badge' in article
+
+
+def test_badges_styled_light_and_dark(tmp_path):
+    site = build_site(tmp_path, {"index.md": "# Home\n"})
+    css = (site.site / "assets/kb/kb.css").read_text(encoding="utf-8")
+    assert ".kb-badge {" in css
+    assert ".kb-badge-open" in css
+    assert '[data-md-color-scheme="slate"] .md-typeset .kb-badge-passed' in css
+
+
+def test_vault_note_with_marker_is_filled(tmp_path):
+    notes = dict(QUESTION_NOTES)
+    notes["questions.md"] = "# My questions\n\nWhat I still ask.\n\n<!-- kb:questions -->\n"
+    notes["graph.md"] = "# All notes\n\n<!-- kb:graph -->\n\n`<!-- kb:graph -->` in code stays.\n"
+    site = build_site(tmp_path, notes)
+    questions = site.article("questions.md")
+    assert "What I still ask." in questions
+    assert questions.count("<h1") == 1
+    assert "line 3" in questions
+    graph = site.article("graph.md")
+    assert graph.count('class="kb-graph kb-graph-global"') == 1
+    assert "&lt;!-- kb:graph --&gt;" in graph
+    assert not [message for message in site.warnings if "questions.md" in message]
+    index_links = [link for link in site.links("index.md") if link.text == "Open questions"]
+    assert site.resolve("index.md", index_links[0].href)[0] == site.page_path("questions.md")
+
+
+def test_case_collision_with_generated_page(tmp_path):
+    site = build_site(
+        tmp_path,
+        {"index.md": "# Home\n", "Questions.md": "# Mine\n\nOwn list.\n\n<!-- kb:questions -->\n"},
+    )
+    assert any("Questions.md" in message and "case-insensitive" in message for message in site.warnings)
+    assert "Own list." in site.article("Questions.md")
+    assert not (site.site / "questions").exists()
+
+
+def test_home_page_generated_without_index(tmp_path):
+    site = build_site(tmp_path, {"Alpha.md": "# Alpha\n", "sub/Beta.md": "# Beta\n"})
+    home = site.site / "index.html"
+    assert home.is_file()
+    links = {link.text: link.href for link in site.links("index.md")}
+    assert "Alpha" in links
+    assert site.resolve("index.md", links["Alpha"])[0] == site.page_path("Alpha.md")
+    assert site.resolve("index.md", links["sub/Beta"])[0] == site.page_path("sub/Beta.md")
+    assert site.resolve("index.md", links["Graph of notes"])[0] == site.site / "graph/index.html"
+
+
+def test_graph_labels_and_exclude(tmp_path):
+    notes = {
+        "index.md": "---\ntitle: Home\n---\n# Start here\n\n[[a/Same]] [[b/Same]] [[kb/Manual]]\n",
+        "a/Same.md": "# Same\n",
+        "b/Same.md": "# Same\n",
+        "kb/Manual.md": "# Manual\n",
+    }
+    site = build_site(tmp_path, notes)
+    nodes = {node["id"]: node for node in site.graph()["nodes"]}
+    assert nodes["index.md"]["label"] == "Home"
+    assert nodes["a/Same.md"]["label"] == "a/Same"
+    assert nodes["b/Same.md"]["label"] == "b/Same"
+    assert "kb/Manual.md" not in nodes
+    assert 'class="kb-graph kb-graph-local"' not in site.article("kb/Manual.md")
+
+    config = (
+        "site_name: t\ntheme:\n  name: material\n  font: false\n"
+        "plugins:\n  - kb:\n      graph_exclude: []\n"
+    )
+    kept = build_site(tmp_path / "kept", notes, config=config)
+    assert "kb/Manual.md" in {node["id"] for node in kept.graph()["nodes"]}
