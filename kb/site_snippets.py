@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import base64
 import html
+import logging
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -29,6 +31,14 @@ __all__ = [
 ]
 
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+# NOTE: torch's CPU profiler (torch 2.13, Kineto) prints lines such as
+# "USDT:2026-12-04 20:36:59 1396:1396 SyncActivityProfilerHandler.cpp:52] profiler_start"
+# to stdout on every profiled region. They are tracing probes, not output of the snippet, so
+# the site drops them; ``kb run`` and the cached notebook keep them.
+NOISE_LINE = re.compile(r"^USDT:.*\] profiler_(?:start|stop)\n?$", re.M)
+
+_log = logging.getLogger(__name__)
 
 
 class SnippetRenderError(RuntimeError):
@@ -54,9 +64,20 @@ def site_runner(project: Project) -> Runner:
     )
 
 
-def _current_result(unit: RunUnit, runner: Runner) -> RunResult:
-    """Return the cached result for the unit's current key, executing the unit when absent."""
-    return runner.result_for(unit) or runner.run_unit(unit)
+def _current_result(unit: RunUnit, runner: Runner, logger: Any = _log) -> RunResult:
+    """Return the cached result for the unit's current key, executing the unit when absent.
+
+    Each execution is logged at INFO with its duration, since a first build can spend minutes
+    running snippets.
+    """
+    cached = runner.result_for(unit)
+    if cached is not None:
+        return cached
+    started = time.perf_counter()
+    result = runner.run_unit(unit)
+    logger.info("executed snippet %s in %.1f s (%s)", unit.label, time.perf_counter() - started,
+                result.status)
+    return result
 
 
 def _fence(text: str, lang: str) -> str:
@@ -66,10 +87,39 @@ def _fence(text: str, lang: str) -> str:
     return f"{marks}{lang}\n{text.rstrip(chr(10))}\n{marks}"
 
 
+def _stream_block(text: str) -> str | None:
+    """Return printed text as a plain output block: no highlighting and no copy button."""
+    text = NOISE_LINE.sub("", ANSI_ESCAPE.sub("", text))
+    if not text.strip():
+        return None
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    marks = "`" * max(3, longest + 1)
+    return f"{marks}{{.text .kb-stream .no-copy}}\n{text.rstrip(chr(10))}\n{marks}"
+
+
+def _merge_streams(outputs: list[Any]) -> list[Any]:
+    """Join consecutive stream outputs (stdout and stderr) into one, so that a table printed
+    in pieces shows as one block."""
+    merged: list[Any] = []
+    for output in outputs:
+        if output.get("output_type") == "stream" and merged and merged[-1].get("output_type") == "stream":
+            merged[-1] = {"output_type": "stream", "text": merged[-1]["text"] + _stream_text(output)}
+        elif output.get("output_type") == "stream":
+            merged.append({"output_type": "stream", "text": _stream_text(output)})
+        else:
+            merged.append(output)
+    return merged
+
+
+def _stream_text(output: Any) -> str:
+    text = output.get("text", "")
+    return "".join(text) if isinstance(text, list) else text
+
+
 def _render_output(output: Any) -> str | None:
     kind = output.get("output_type")
     if kind == "stream":
-        return _fence(ANSI_ESCAPE.sub("", output.get("text", "")), "text")
+        return _stream_block(_stream_text(output))
     if kind not in ("display_data", "execute_result"):
         return None
     data = output.get("data", {})
@@ -120,6 +170,7 @@ def render_embed(
     project: Project | None = None,
     runner: Runner | None = None,
     on_failure: Literal["raise", "warn"] = "raise",
+    logger: Any = _log,
 ) -> str:
     """Return Markdown that shows a snippet's code, highlighted as Python, with its outputs.
 
@@ -136,7 +187,7 @@ def render_embed(
     runner = runner or site_runner(project)
     unit = read_snippet(snippet_path, project.root)
     indices = _select_cells(unit, cell_title)
-    result = _current_result(unit, runner)
+    result = _current_result(unit, runner, logger)
 
     code_blocks = [_fence(unit.code_cells[i].source, "python") for i in indices]
     if result.status == "skipped":
@@ -154,7 +205,7 @@ def render_embed(
     parts: list[str] = []
     for block, index in zip(code_blocks, indices):
         parts.append(block)
-        for output in outputs[index] if index < len(outputs) else []:
+        for output in _merge_streams(outputs[index]) if index < len(outputs) else []:
             rendered = _render_output(output)
             if rendered:
                 parts.append(rendered)
@@ -174,6 +225,7 @@ def write_notebook_pages(
     *,
     runner: Runner | None = None,
     on_failure: Literal["raise", "warn"] = "raise",
+    logger: Any = _log,
 ) -> list[SnippetPage]:
     """Write each snippet's executed notebook to ``out_dir/snippets/NAME.ipynb`` for the site.
 
@@ -187,7 +239,7 @@ def write_notebook_pages(
     target_dir.mkdir(parents=True, exist_ok=True)
     for path in snippet_files(project.snippets_dir):
         unit = read_snippet(path, project.root)
-        result = _current_result(unit, runner)
+        result = _current_result(unit, runner, logger)
         if result.status != "passed" or result.notebook is None:
             if on_failure == "raise" and result.status != "skipped":
                 raise SnippetRenderError(
