@@ -27,7 +27,31 @@ NOTES = {
     ),
     "Gradient Descent.md": "# Gradient Descent\n\nStep against the gradient of the [[Loss]]. ^step\n",
     "Summary.md": "# Summary\n\n![[Gradient Descent]]\n\n> [!note] Callout\n> Uses #ml too.\n",
+    "topics/Deep.md": "# Deep\n\nA note one folder down reads [[Gradient Descent]].\n",
 }
+
+# Instant navigation needs site_url, and Material 9.8 intercepts only links whose port matches
+# it, so the site is built for the port the test server listens on.
+CONFIG = """\
+site_name: test vault
+site_url: http://127.0.0.1:{port}/
+theme:
+  name: material
+  font: false
+  features:
+    - navigation.instant
+plugins:
+  - search
+  - tags
+  - kb:
+      graph_unresolved: false
+markdown_extensions:
+  - toc:
+      permalink: true
+      slugify: !!python/object/apply:pymdownx.slugs.slugify
+        kwds:
+          case: lower
+"""
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -37,9 +61,10 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    site = build_site(tmp_path_factory.mktemp("browser"), NOTES, unresolved=False)
-    handler = functools.partial(_QuietHandler, directory=str(site.site))
+    root = tmp_path_factory.mktemp("browser")
+    handler = functools.partial(_QuietHandler, directory=str(root / "site"))
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    site = build_site(root, NOTES, config=CONFIG.format(port=httpd.server_address[1]))
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}/", site
@@ -156,3 +181,72 @@ def test_global_graph_nodes_and_click(page, server):
     page.mouse.click(point["x"], point["y"])
     page.wait_for_url("**/Summary/")
     assert page.locator("article h1").first.inner_text().startswith("Summary")
+
+
+def _hover_preview(page, selector):
+    """Rest the pointer on the link ``selector`` and return the preview box once it shows."""
+    page.locator(selector).first.hover()
+    preview = page.locator(".kb-preview:not([hidden])")
+    preview.wait_for(timeout=10000)
+    return preview
+
+
+def test_preview_links_resolve(page, server):
+    base, _site = server
+    page.goto(base + "topics/Deep/")
+    preview = _hover_preview(page, "a.kb-link:has-text('Gradient Descent')")
+    hrefs = preview.locator("a[href]").evaluate_all("links => links.map(a => a.href)")
+    assert hrefs, "the preview shows no links"
+    for href in hrefs:
+        response = page.request.get(href.split("#")[0])
+        assert response.status == 200, f"{href} in the preview returned {response.status}"
+
+
+def test_graph_labels_inside_canvas(page, server):
+    base, _site = server
+    page.goto(base + "graph/")
+    graph = page.locator(".kb-graph-global[data-kb-ready='1']")
+    graph.wait_for(timeout=20000)
+    page.wait_for_timeout(500)
+    outside = page.evaluate(
+        """() => {
+            const el = document.querySelector('.kb-graph-global');
+            const canvas = el.querySelector('canvas');
+            const box = canvas.getBoundingClientRect();
+            const measure = document.createElement('canvas').getContext('2d');
+            measure.font = '10px sans-serif';
+            const scale = el.kbGraph.zoom();
+            if (scale < 1.2) return ['labels hidden at zoom ' + scale];
+            return el.kbGraph.graphData().nodes.filter(n => {
+                const xy = el.kbGraph.graph2ScreenCoords(n.x, n.y);
+                const half = measure.measureText(n.label).width / 2;
+                return xy.x - half < 0 || xy.x + half > box.width || xy.y + 5 * scale + 12 > box.height;
+            }).map(n => n.label);
+        }"""
+    )
+    assert outside == []
+    legend = graph.locator(".kb-graph-legend-item")
+    assert legend.count() >= 2
+    assert "topics" in graph.locator(".kb-graph-legend").inner_text()
+
+
+def test_features_after_instant_navigation(page, server):
+    base, _site = server
+    page.goto(base)
+    page.evaluate("() => { window.kbNoReload = true; }")
+    page.click("a.kb-link:has-text('Summary')")
+    page.wait_for_url("**/Summary/")
+    page.locator("a.kb-link:has-text('Loss')").first.wait_for()
+    assert page.evaluate("() => window.kbNoReload === true"), "the click reloaded the page"
+    local = page.locator(".kb-graph-local[data-kb-ready='1']")
+    local.wait_for(timeout=15000)
+
+    page.locator(".md-header__button.md-logo").click()
+    page.wait_for_url(base)
+    page.click("a.kb-link:has-text('the derivation')")
+    page.wait_for_url("**/Loss/#derivation")
+    assert page.evaluate("() => window.kbNoReload === true"), "the click reloaded the page"
+    page.locator(".arithmatex .katex").first.wait_for(timeout=10000)
+
+    preview = _hover_preview(page, "a.kb-link:has-text('Gradient Descent')")
+    assert "Step against the gradient" in preview.inner_text()

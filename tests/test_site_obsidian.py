@@ -228,3 +228,12 @@ def test_graph_labels_and_exclude(tmp_path):
     )
     kept = build_site(tmp_path / "kept", notes, config=config)
     assert "kb/Manual.md" in {node["id"] for node in kept.graph()["nodes"]}
+
+
+def test_site_url_links_stay_relative(tmp_path):
+    config = MINIMAL_CONFIG.replace("site_name: minimal\n", "site_name: minimal\nsite_url: http://127.0.0.1:8000/\n")
+    site = build_site(tmp_path, {"index.md": "# Home\n\n[[Other]]\n", "Other.md": "# Other\n"}, config=config)
+    page = site.html("Other.md")
+    absolute = re.findall(r'(?:href|src)="(http://127\.0\.0\.1:8000[^"]*)"', page)
+    canonical = re.findall(r'<link rel="canonical" href="([^"]+)"', page)
+    assert [url for url in absolute if url not in canonical] == []

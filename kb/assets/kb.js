@@ -63,10 +63,51 @@
     };
   }
 
+  function colorKey(node, options) {
+    return options.colorBy === "tag" ? (node.tags[0] || "") : node.folder;
+  }
+
+  function keyColor(key) {
+    return key ? "hsl(" + hue(key) + ", 60%, 50%)" : "hsl(210, 55%, 50%)";
+  }
+
   function nodeColor(node, options) {
     if (node.kind === "unresolved") return "#9e9e9e";
-    var key = options.colorBy === "tag" ? (node.tags[0] || "") : node.folder;
-    return key ? "hsl(" + hue(key) + ", 60%, 50%)" : "hsl(210, 55%, 50%)";
+    return keyColor(colorKey(node, options));
+  }
+
+  // One entry per folder (or first tag) that the shown nodes have, with its colour.
+  function drawLegend(legend, nodes, options) {
+    var keys = {};
+    var unresolved = false;
+    nodes.forEach(function (n) {
+      if (n.kind === "unresolved") unresolved = true;
+      else keys[colorKey(n, options)] = true;
+    });
+    var none = options.colorBy === "tag" ? "no tag" : "top folder";
+    var entries = Object.keys(keys).sort().map(function (key) {
+      return [keyColor(key), key || none];
+    });
+    if (unresolved) entries.push(["#9e9e9e", "no note yet"]);
+    legend.innerHTML = entries.map(function (entry) {
+      return '<span class="kb-graph-legend-item"><span class="kb-graph-legend-swatch" style="background:' +
+        entry[0] + '"></span>' + escapeHtml(entry[1]) + "</span>";
+    }).join("");
+  }
+
+  var LABEL_FONT_PX = 10;
+
+  // Zoom so every node and its label (drawn centred below the node) stays inside the canvas.
+  function fitWithLabels(graph, holder, ms) {
+    var measure = document.createElement("canvas").getContext("2d");
+    measure.font = LABEL_FONT_PX + "px sans-serif";
+    var half = 0;
+    graph.graphData().nodes.forEach(function (n) {
+      half = Math.max(half, measure.measureText(n.label).width / 2);
+    });
+    var width = holder.clientWidth || 600;
+    var padding = Math.min(Math.ceil(half) + 12, Math.max(20, Math.floor(width / 2) - 40));
+    graph.zoomToFit(ms, Math.max(padding, LABEL_FONT_PX * 2 + 8));
   }
 
   // Nodes within `depth` links of `center`, links followed in both directions.
@@ -119,6 +160,9 @@
       el.appendChild(bar);
     }
     el.appendChild(canvasHolder);
+    var legend = document.createElement("div");
+    legend.className = "kb-graph-legend";
+    el.appendChild(legend);
 
     var highlight = { node: null, neighbours: {} };
     var colors = themeColors();
@@ -143,7 +187,7 @@
       .nodeCanvasObjectMode(function () { return "after"; })
       .nodeCanvasObject(function (n, ctx, scale) {
         if (scale < 1.2 && n.id !== center && n !== highlight.node) return;
-        ctx.font = 10 / scale + "px sans-serif";
+        ctx.font = LABEL_FONT_PX / scale + "px sans-serif";
         ctx.textAlign = "center";
         ctx.textBaseline = "top";
         ctx.fillStyle = colors.text;
@@ -165,8 +209,10 @@
       })
       .cooldownTicks(120)
       .onEngineStop(function () {
-        if (!el.dataset.kbReady) graph.zoomToFit(300, 20);
-        el.dataset.kbReady = "1";
+        if (!el.dataset.kbReady) {
+          fitWithLabels(graph, canvasHolder, 0);
+          el.dataset.kbReady = "1";
+        }
       });
 
     function show() {
@@ -175,6 +221,7 @@
       el.dataset.kbNodes = String(part.nodes.length);
       el.dataset.kbReady = "";
       if (local) el.querySelector(".kb-graph-depth").textContent = "depth " + depth;
+      drawLegend(legend, part.nodes, data.options);
       graph.graphData(part);
     }
     if (local) {
@@ -224,9 +271,11 @@
     if (!previewCache[key]) {
       previewCache[key] = fetch(key).then(function (response) {
         if (!response.ok) throw new Error("HTTP " + response.status);
-        return response.text();
-      }).then(function (text) {
-        return new DOMParser().parseFromString(text, "text/html");
+        return response.text().then(function (text) {
+          var doc = new DOMParser().parseFromString(text, "text/html");
+          doc.kbUrl = response.url || new URL(key, location.href).href;
+          return doc;
+        });
       });
     }
     return previewCache[key].then(function (doc) {
@@ -246,7 +295,25 @@
         if (child.tagName === "SCRIPT" || child.classList.contains("kb-graph")) child.remove();
         else child.removeAttribute("id");
       });
+      rebaseUrls(box, doc.kbUrl);
       return box;
+    });
+  }
+
+  // Links and media in a preview are written relative to the previewed page, so they are made
+  // absolute before the preview is shown on another page.
+  function rebaseUrls(box, pageUrl) {
+    [["a", "href"], ["img", "src"], ["video", "src"], ["audio", "src"], ["source", "src"],
+     ["object", "data"]].forEach(function (pair) {
+      box.querySelectorAll(pair[0] + "[" + pair[1] + "]").forEach(function (el) {
+        var value = el.getAttribute(pair[1]);
+        if (/^(data|blob|javascript):/i.test(value)) return;
+        try {
+          el.setAttribute(pair[1], new URL(value, pageUrl).href);
+        } catch (error) {
+          el.removeAttribute(pair[1]);
+        }
+      });
     });
   }
 
