@@ -66,10 +66,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def cache_dir_for(project: Project) -> Path:
     """Return the folder for kb's cache and state (run results, quiz schedule) of ``project``.
 
-    kb never writes into a foreign vault. When the project's ``.kb/`` would lie inside such a
-    vault (``--vault .`` in a project, or a vault with no ``mkdocs.yml`` above it), the cache
-    goes to ``$XDG_CACHE_HOME/kb/vaults/HASH`` (``~/.cache`` when unset) instead, where HASH
-    is the start of the SHA-256 of the vault's resolved path.
+    kb never writes into a foreign vault. The project's ``.kb/`` can lie inside one, with
+    ``--vault .`` in a project or a vault with no ``mkdocs.yml`` above it. The cache then goes
+    to ``$XDG_CACHE_HOME/kb/vaults/HASH`` (``~/.cache`` when unset). HASH is the first 16 hex
+    digits of the SHA-256 of the vault's resolved path.
     """
     cache_dir = project.cache_dir
     vault = project.vault_dir.resolve()
