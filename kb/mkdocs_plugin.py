@@ -35,6 +35,7 @@ from kb.project import Project
 from kb.site_assets import ASSETS_DIR, VENDOR_DIR, VendorError, install_vendor
 from kb.site_graph import backlinks_html, graph_json, local_graph_html
 from kb.site_markdown import RenderContext, escape_text, heading_slugs, render_note
+from kb.site_sanitize import escape_page_meta, sanitize_html
 from kb.site_pages import (
     GRAPH_HTML,
     GRAPH_MARKER,
@@ -467,6 +468,7 @@ class KbPlugin(BasePlugin[KbConfig]):
                     tags.append(tag.written)
             if tags:
                 page.meta["tags"] = tags
+        escape_page_meta(page.meta)
         return markdown
 
     def _fill_marker(self, marker: str) -> str | None:
@@ -511,7 +513,8 @@ class KbPlugin(BasePlugin[KbConfig]):
         path = unicodedata.normalize("NFC", page.file.src_uri)
         self._page_ids[path] = ids
         if path not in self.vault.notes:
-            return html_text
+            # Notebook pages show the project's own snippet outputs, which are trusted.
+            return html_text if path.endswith(".ipynb") else sanitize_html(html_text)
 
         parts = [html_text]
         if self.config.graph_enabled and self.config.graph_local and not self._excluded_from_graph(path):
@@ -523,7 +526,7 @@ class KbPlugin(BasePlugin[KbConfig]):
                     self.config.backlinks_title,
                 )
             )
-        return "\n".join(parts)
+        return sanitize_html("\n".join(parts))
 
     @event_priority(0)
     def on_post_page(self, output: str, *, page: Page, config: MkDocsConfig) -> str:

@@ -122,11 +122,6 @@ HOSTILE_NOTES = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="raw HTML in headings, front matter titles and tags still reaches the pages: "
-    "Markdown passes it through and Material's templates print titles and tags unescaped",
-)
 def test_injection_escaped_in_site(tmp_path):
     site = build_site(tmp_path, HOSTILE_NOTES)
     pages = site_text(site.site)
