@@ -64,20 +64,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def cache_dir_for(project: Project) -> Path:
-    """Return the folder for kb's cache and state (run results, quiz schedule) of ``project``.
-
-    kb never writes into a foreign vault. The project's ``.kb/`` can lie inside one, with
-    ``--vault .`` in a project or a vault with no ``mkdocs.yml`` above it. The cache then goes
-    to ``$XDG_CACHE_HOME/kb/vaults/HASH`` (``~/.cache`` when unset). HASH is the first 16 hex
-    digits of the SHA-256 of the vault's resolved path.
-    """
-    cache_dir = project.cache_dir
-    vault = project.vault_dir.resolve()
-    if not project.foreign or not cache_dir.resolve().is_relative_to(vault):
-        return cache_dir
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    digest = hashlib.sha256(os.fsencode(vault)).hexdigest()[:16]
-    return Path(base) / "kb" / "vaults" / digest
+    """Return ``project.cache_dir``, which never lies inside a foreign vault."""
+    return project.cache_dir
 
 
 def _positive_int(text: str) -> int:

@@ -9,6 +9,8 @@ asked with ``--trust``.
 
 from __future__ import annotations
 
+import hashlib
+import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -42,7 +44,20 @@ class Project:
 
     @property
     def cache_dir(self) -> Path:
-        return self.root / ".kb"
+        """Folder for kb's cache and state: run results, quiz schedule, unsaved text.
+
+        kb never writes into a foreign vault. When the project's ``.kb/`` would lie inside one
+        (``--vault .`` in a project, or a vault with no ``mkdocs.yml`` above it), the cache goes
+        to ``$XDG_CACHE_HOME/kb/vaults/HASH`` (``~/.cache`` when unset), HASH being the first 16
+        hex digits of the SHA-256 of the vault's resolved path.
+        """
+        local = self.root / ".kb"
+        vault = self.vault_dir.resolve()
+        if not self.foreign or not local.resolve().is_relative_to(vault):
+            return local
+        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        digest = hashlib.sha256(os.fsencode(vault)).hexdigest()[:16]
+        return Path(base) / "kb" / "vaults" / digest
 
     @classmethod
     def discover(cls, start: Path | None = None, vault: Path | str | None = None) -> "Project":
