@@ -155,6 +155,8 @@ def test_transcluded_note_opens(page, server):
     page.locator(".admonition.note").wait_for()
     embed.locator("a.kb-embed-source").click()
     page.wait_for_url("**/Gradient%20Descent/")
+    # Instant navigation changes the URL before it swaps the content, so wait for the heading.
+    page.locator("article h1", has_text="Gradient Descent").first.wait_for()
     assert page.locator("article h1").first.inner_text().startswith("Gradient Descent")
 
 
@@ -180,6 +182,7 @@ def test_global_graph_nodes_and_click(page, server):
     page.wait_for_timeout(300)
     page.mouse.click(point["x"], point["y"])
     page.wait_for_url("**/Summary/")
+    page.locator("article h1", has_text="Summary").first.wait_for()
     assert page.locator("article h1").first.inner_text().startswith("Summary")
 
 

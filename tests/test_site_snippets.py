@@ -22,6 +22,7 @@ plugins:
   - mkdocs-jupyter:
       execute: false
       include: ["*.ipynb"]
+      cache: false
 """
 
 SNIPPET = '''\
@@ -93,7 +94,7 @@ def test_snippet_execution_logged_once(snippet_site):
     root, first, second = snippet_site
     executed = [message for message in first if "executed snippet" in message]
     assert len(executed) == 1
-    assert "table.py" in executed[0]
+    assert "snippets/table.py" in executed[0]
     assert re.search(r"in \d+\.\d s", executed[0])
     assert not [message for message in second if "executed snippet" in message]
     log_lines = (root / ".kb/run.log").read_text(encoding="utf-8").splitlines()
