@@ -110,3 +110,23 @@ def test_snippet_page_from_cached_notebook(snippet_site):
     header = re.search(r'<a class="kb-snippet-page" href="([^"]+)">table.py</a>', home)
     assert header is not None
     assert header.group(1) == "snippets/table/"
+
+
+def test_serve_watches_snippets(tmp_path):
+    from kb.mkdocs_plugin import KbPlugin
+
+    class Server:
+        def __init__(self) -> None:
+            self.watched: list[str] = []
+
+        def watch(self, path: str) -> None:
+            self.watched.append(path)
+
+    plugin = KbPlugin()
+    errors, _warnings = plugin.load_config({})
+    assert errors == []
+    (tmp_path / "snippets").mkdir()
+    plugin.root = tmp_path
+    server = Server()
+    assert plugin.on_serve(server, config=None, builder=None) is server
+    assert server.watched == [str(tmp_path / "snippets")]
