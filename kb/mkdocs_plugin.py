@@ -407,6 +407,9 @@ class KbPlugin(BasePlugin[KbConfig]):
         except RuntimeError as error:  # SnippetRenderError: e.g. no cell of that title
             log.warning("%s: %s", path, error)
             return _snippet_code(source, cell)
+        except PermissionError as error:  # UntrustedCodeError: outside snippets/ and docs/
+            log.warning("%s: %s", path, error)
+            return _snippet_code(source, cell)
         notebook = self.notebook_pages.get(path)
         url = self._relative_url(page, notebook) if notebook else None
         if url is None:

@@ -10,6 +10,8 @@ as one process tree.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -39,12 +41,28 @@ def kill_process_tree(pid: int, include_root: bool = True) -> None:
         return
     if include_root:
         victims.append(root)
+    # A process whose parent already exited is no longer in the tree, but it stays in the
+    # process group it was born in, so the groups led by the victims are killed as well.
+    groups = {process.pid for process in victims if _leads_group(process.pid)}
+    groups.discard(os.getpgrp())
     for process in victims:
         try:
             process.kill()
         except psutil.NoSuchProcess:
             pass
+    for group in groups:
+        try:
+            os.killpg(group, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
     psutil.wait_procs(victims, timeout=5)
+
+
+def _leads_group(pid: int) -> bool:
+    try:
+        return os.getpgid(pid) == pid
+    except ProcessLookupError:
+        return False
 
 
 class CappedClient(NotebookClient):

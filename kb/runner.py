@@ -83,6 +83,32 @@ c.InteractiveShell.automagic = False
 c.HistoryManager.enabled = False
 """
 
+# Kernel startup file that stops forwarding stdout and stderr a little past the output cap.
+# The runner drops outputs past the cap too, but only after the kernel has sent them: a
+# snippet printing hundreds of MB would otherwise fill both processes with queued messages.
+# The margin lets the runner see more than the cap, so it marks the unit truncated.
+OUTPUT_CAP_STARTUP = """\
+def _kb_cap_streams(limit):
+    import sys
+
+    sent = [0]
+    for stream in (sys.stdout, sys.stderr):
+        def capped(text, _write=stream.write):
+            room = limit - sent[0]
+            sent[0] += len(text)
+            if room > 0:
+                _write(text[:room])
+            return len(text)
+
+        # Output written to file descriptors 1 and 2 reaches this method too.
+        stream.write = capped
+
+
+_kb_cap_streams({limit})
+del _kb_cap_streams
+"""
+OUTPUT_CAP_MARGIN = 4096
+
 OFFLINE_STARTUP = '''\
 """Refuse network connections to hosts other than loopback while kb runs a snippet."""
 import ipaddress as _kb_ipaddress
@@ -342,6 +368,8 @@ class Runner:
         config = KERNEL_CONFIG + f"c.InteractiveShellApp.exec_lines = [{define_file!r}]\n"
         (profile / "ipython_kernel_config.py").write_text(config, encoding="utf-8")
         (profile / "startup" / "00-kb-offline.py").write_text(OFFLINE_STARTUP, encoding="utf-8")
+        stream_cap = OUTPUT_CAP_STARTUP.format(limit=self.output_cap + OUTPUT_CAP_MARGIN)
+        (profile / "startup" / "01-kb-output-cap.py").write_text(stream_cap, encoding="utf-8")
         (job_dir / "runtime").mkdir()
         nbformat.write(_build_notebook(unit), job_dir / "input.ipynb")
         job = {
