@@ -318,6 +318,11 @@ class KbPlugin(BasePlugin[KbConfig]):
                     use_directory_urls=config.use_directory_urls,
                 ))
             pages[path] = page.src_uri
+        snippet_files = _optional("kb.snippets", "snippet_files")
+        for source in snippet_files(project.snippets_dir) if snippet_files else []:
+            path = f"snippets/{source.name}"
+            if path not in pages:
+                log.info("%s: no snippet page, because it has no passing run", path)
         return pages
 
     def _add_asset(self, files: Files, config: MkDocsConfig, path: str, source: Path) -> None:
