@@ -167,6 +167,21 @@ def _locate_code_cells(lines: list[str], cells: list[Cell]) -> None:
                 break
 
 
+def _read_titles_from_markers(lines: list[str], cells: list[Cell]) -> None:
+    """Take each code cell's title verbatim from its ``# %%`` line.
+
+    jupytext reads ``key=value`` words after ``# %%`` as cell metadata, so a title such as
+    "DDIM with eta = 1 on every step" would come back cut to "DDIM with".
+    """
+    for cell in cells:
+        if cell.kind != "code" or cell.line < 2:
+            continue
+        marker = lines[cell.line - 2].strip()
+        if marker.startswith("# %%"):
+            title = marker[4:].strip()
+            cell.title = title or None
+
+
 def read_snippet(path: Path, root: Path) -> RunUnit:
     """Read a percent-format snippet file into a unit that runs in the file's folder."""
     path = path.resolve()
@@ -189,6 +204,7 @@ def read_snippet(path: Path, root: Path) -> RunUnit:
         kind = "code" if nb_cell.cell_type == "code" else "markdown"
         cells.append(Cell(source=source, line=0, kind=kind, title=nb_cell.metadata.get("title")))
     _locate_code_cells(lines, cells)
+    _read_titles_from_markers(lines, cells)
 
     folder = path.parent
     skip_reason = None
