@@ -521,11 +521,13 @@ def _shorten(text: str, width: int) -> str:
 
 # Site pages ---------------------------------------------------------------------------------
 
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|#])")
+# Emphasis and code spans in a question keep their formatting on the site; brackets, pipes and
+# "#" are escaped so question text never becomes a link, a table cell break or a tag.
+_MARKDOWN_SPECIAL = re.compile(r"([\[\]|#])")
 
 
 def escape_text(text: str) -> str:
-    """Escape HTML and Markdown emphasis, link and table characters in plain text."""
+    """Escape HTML, and the Markdown link, table and tag characters, in question text."""
     return _MARKDOWN_SPECIAL.sub(r"\\\1", html.escape(text, quote=False))
 
 
