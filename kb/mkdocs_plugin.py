@@ -26,6 +26,7 @@ from markdown.extensions.toc import slugify as default_slugify
 from mkdocs.config import config_options as c
 from mkdocs.config.base import Config
 from mkdocs.config.defaults import MkDocsConfig
+from mkdocs.exceptions import PluginError
 from mkdocs.plugins import BasePlugin, event_priority, get_plugin_logger
 from mkdocs.structure.files import File, Files
 from mkdocs.structure.pages import Page
@@ -86,6 +87,9 @@ class KbConfig(Config):
 
     snippets_dir = c.Type(str, default="snippets")
     """Folder of runnable snippets beside mkdocs.yml, linkable as ``[[name.py]]``."""
+    snippets_on_failure = c.Choice(("fail", "warn"), default="fail")
+    """What an embedded snippet that fails does: ``fail`` stops the build with the snippet's
+    location and error; ``warn`` logs a warning and shows the code under a failure box."""
 
     embed_max_depth = c.Type(int, default=8)
     """Nesting depth at which transclusion stops with a visible marker."""
@@ -406,10 +410,16 @@ class KbPlugin(BasePlugin[KbConfig]):
         render = _optional("kb.site_snippets", "render_embed")
         if render is None:
             return _snippet_code(source, cell)
+        on_failure = "raise" if self.config.snippets_on_failure == "fail" else "warn"
         try:
             # Runs the snippet when the run cache has no result for its current code.
-            body = render(source, cell, project=self._project(), on_failure="warn", logger=log)
+            body = render(source, cell, project=self._project(), on_failure=on_failure, logger=log)
         except RuntimeError as error:  # SnippetRenderError: e.g. no cell of that title
+            if type(error).__name__ == "SnippetFailedError":
+                raise PluginError(
+                    f"{page.file.src_uri}: embedded {error} (set the kb option "
+                    "snippets_on_failure: warn to build anyway with a failure box)"
+                ) from error
             log.warning("%s: %s", path, error)
             return _snippet_code(source, cell)
         except PermissionError as error:  # UntrustedCodeError: outside snippets/ and docs/

@@ -45,6 +45,10 @@ class SnippetRenderError(RuntimeError):
     """A snippet embedded in the site failed, or the embed names a cell that does not exist."""
 
 
+class SnippetFailedError(SnippetRenderError):
+    """The embedded snippet ran and failed (its outputs are not current)."""
+
+
 @dataclass(frozen=True, slots=True)
 class SnippetPage:
     snippet: Path
@@ -195,7 +199,7 @@ def render_embed(
         return "\n\n".join([*code_blocks, note]) + "\n"
     if result.status != "passed":
         if on_failure == "raise":
-            raise SnippetRenderError(
+            raise SnippetFailedError(
                 f"snippet {unit.label} failed ({result.status}) at {result.location}: {result.error}. "
                 f"Run `kb run {unit.label}` to see the traceback"
             )

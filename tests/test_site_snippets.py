@@ -130,3 +130,47 @@ def test_serve_watches_snippets(tmp_path):
     server = Server()
     assert plugin.on_serve(server, config=None, builder=None) is server
     assert server.watched == [str(tmp_path / "snippets")]
+
+
+FAILING_SNIPPET = """\
+# kb: timeout=60
+# %% Broken claim
+assert 1 + 1 == 3, "arithmetic is off"
+"""
+
+
+@pytest.mark.parametrize(
+    ("on_failure", "builds"),
+    [("fail", False), ("warn", True)],
+)
+def test_failing_snippet_fails_build_by_default(tmp_path, on_failure, builds):
+    config = "site_name: failing\ntheme:\n  name: material\n  font: false\nplugins:\n  - kb"
+    if on_failure == "warn":
+        config += ":\n      snippets_on_failure: warn"
+    (tmp_path / "mkdocs.yml").write_text(config + "\n", encoding="utf-8")
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs/index.md").write_text("# Home\n\n![[broken.py]]\n", encoding="utf-8")
+    (tmp_path / "snippets").mkdir()
+    (tmp_path / "snippets/broken.py").write_text(FAILING_SNIPPET, encoding="utf-8")
+
+    if not builds:
+        handler = _Collect()
+        logger = logging.getLogger("mkdocs")
+        logger.addHandler(handler)
+        try:
+            with pytest.raises(Exception, match="BuildError"):
+                build(load_config(config_file=str(tmp_path / "mkdocs.yml"), site_dir=str(tmp_path / "site")))
+        finally:
+            logger.removeHandler(handler)
+        errors = [message for message in handler.messages if "broken.py failed" in message]
+        assert errors, handler.messages
+        assert "index.md" in errors[0]
+        assert "snippets/broken.py:3" in errors[0]
+        assert "snippets_on_failure: warn" in errors[0]
+        return
+
+    messages = _build(tmp_path)
+    html = (tmp_path / "site/index.html").read_text(encoding="utf-8")
+    assert any("broken.py" in message for message in messages)
+    assert "arithmetic is off" in html
+    assert "kb-snippet-failed" in html or "failed" in html.lower()
