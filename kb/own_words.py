@@ -368,6 +368,7 @@ def write_atomically(path: Path, expected: bytes | None, data: bytes) -> None:
     """Replace ``path`` with ``data`` in one rename, if it still contains ``expected``.
 
     ``expected=None`` creates the file and raises ``FileExistsError`` when it exists already.
+    Otherwise :class:`ConcurrentChangeError` is raised when the file has other bytes or is gone.
     A process killed at any point leaves the old or the new file, and at worst a stray
     ``.*.kb-tmp`` file in the same folder.
 
@@ -385,8 +386,13 @@ def write_atomically(path: Path, expected: bytes | None, data: bytes) -> None:
             os.link(temporary, path)  # fails with FileExistsError instead of overwriting
             os.unlink(temporary)
         else:
-            os.chmod(temporary, path.stat().st_mode & 0o7777)
-            current = path.read_bytes()
+            try:
+                os.chmod(temporary, path.stat().st_mode & 0o7777)
+                current = path.read_bytes()
+            except FileNotFoundError:
+                raise ConcurrentChangeError(
+                    f"{path} was removed or renamed after kb read it; nothing was saved"
+                ) from None
             if hashlib.sha256(current).digest() != hashlib.sha256(expected).digest():
                 raise ConcurrentChangeError(
                     f"{path} changed on disk after kb read it; nothing was saved. Run the "
