@@ -1,0 +1,104 @@
+"""Follow a question of the person's note to its answer's code and own-words section.
+
+Builds this project's own vault (snippet results come from the shared run cache, so nothing
+executes twice in one test session) and drives it in Debian's headless Chromium.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import threading
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from mkdocs.commands.build import build
+from mkdocs.config import load_config
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def site_url(tmp_path_factory):
+    site_dir = tmp_path_factory.mktemp("project-site")
+    build(load_config(config_file=str(ROOT / "mkdocs.yml"), site_dir=str(site_dir)))
+    handler = functools.partial(_QuietHandler, directory=str(site_dir))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    httpd.shutdown()
+    thread.join()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    if not CHROMIUM.exists():
+        pytest.skip("Chromium is not installed at /usr/bin/chromium")
+    with playwright_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--no-sandbox", "--disable-background-networking"],
+        )
+        yield launched
+        launched.close()
+
+
+def test_question_leads_to_code_and_own_words(browser, site_url):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    outside: list[str] = []
+    errors: list[str] = []
+
+    def route(route_request):
+        url = route_request.request.url
+        if url.startswith(("data:", "blob:")) or urlsplit(url).hostname == "127.0.0.1":
+            route_request.continue_()
+        else:
+            outside.append(url)
+            route_request.abort()
+
+    context.route("**/*", route)
+    page = context.new_page()
+    page.on("console", lambda message: message.type == "error" and errors.append(message.text))
+    page.on("pageerror", lambda error: errors.append(str(error)))
+
+    # The Questions page lists the person's cold-diffusion question with its badges.
+    page.goto(site_url + "questions/")
+    item = page.locator("li", has_text="How do cold diffusion models work?").first
+    assert item.count() == 1
+    assert "code: passed" in item.inner_text()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "questions-page.png"), full_page=False)
+
+    # One click reaches the answer's code: the Code heading and the snippet's output.
+    item.get_by_role("link", name="code", exact=True).click()
+    page.wait_for_load_state()
+    assert "Cold%20diffusion" in page.url or "Cold diffusion" in page.url or "cold" in page.url.lower()
+    assert urlsplit(page.url).fragment == "code"
+    assert page.locator("h2#code").is_visible()
+    assert page.locator(".kb-stream, .kb-snippet-output, pre").count() > 0
+
+    # Back on the Questions page, one click reaches the own-words section and its prompt.
+    page.go_back()
+    item = page.locator("li", has_text="How do cold diffusion models work?").first
+    item.get_by_role("link", name="own words", exact=True).click()
+    page.wait_for_load_state()
+    assert urlsplit(page.url).fragment == "in-my-own-words"
+    heading = page.locator("h2#in-my-own-words")
+    assert heading.is_visible()
+    assert "Explain it in your own words" in page.content()
+
+    context.close()
+    assert outside == []
+    assert errors == []
