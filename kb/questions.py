@@ -153,12 +153,27 @@ def asks_question(text: str) -> bool:
     return False
 
 
+_SPACE_RUN = re.compile(r" +")
+_NON_SPACE = re.compile(r"\S")
+
+
 def _fill_masked(text: str, masked: str) -> str:
-    """Fill what ``mask_code`` blanked inside lines with ``x``, so the blanked span stays a word."""
-    return "".join(
-        "x" if blanked == " " and not original.isspace() else blanked
-        for original, blanked in zip(text, masked)
-    )
+    """Fill what ``mask_code`` blanked inside lines with ``x``, so the blanked span stays a word.
+
+    ``mask_code`` only turns characters into spaces, so every blanked span lies inside a run of
+    spaces of ``masked``; only those runs are compared with the original text.
+    """
+    parts: list[str] = []
+    last = 0
+    for run in _SPACE_RUN.finditer(masked):
+        start, end = run.span()
+        original = text[start:end]
+        if original != run.group():
+            parts.append(masked[last:start])
+            parts.append(_NON_SPACE.sub("x", original))
+            last = end
+    parts.append(masked[last:])
+    return "".join(parts)
 
 
 def _display_text(raw: str, kind: str) -> str:
