@@ -145,6 +145,8 @@ def asks_question(text: str) -> bool:
     starts after the last ``.``, ``!``, ``?``, ``:`` or ``;`` followed by a space, so the
     one-word fragment in "Binary? Use one output." does not count.
     """
+    if "?" not in text:
+        return False  # the common case, decided without the markup passes below
     stripped = _strip_markup(text)
     for mark in _QUESTION_MARK.finditer(stripped):
         sentence = _SENTENCE_END.split(stripped[: mark.start()])[-1]
@@ -153,27 +155,24 @@ def asks_question(text: str) -> bool:
     return False
 
 
-_SPACE_RUN = re.compile(r" +")
-_NON_SPACE = re.compile(r"\S")
-
-
 def _fill_masked(text: str, masked: str) -> str:
     """Fill what ``mask_code`` blanked inside lines with ``x``, so the blanked span stays a word.
 
-    ``mask_code`` only turns characters into spaces, so every blanked span lies inside a run of
-    spaces of ``masked``; only those runs are compared with the original text.
+    ``mask_code`` keeps every line break, so lines pair up; only the few lines it changed
+    (code and math) are compared character by character.
     """
-    parts: list[str] = []
-    last = 0
-    for run in _SPACE_RUN.finditer(masked):
-        start, end = run.span()
-        original = text[start:end]
-        if original != run.group():
-            parts.append(masked[last:start])
-            parts.append(_NON_SPACE.sub("x", original))
-            last = end
-    parts.append(masked[last:])
-    return "".join(parts)
+    if text == masked:
+        return masked
+    filled = []
+    for original_line, masked_line in zip(text.split("\n"), masked.split("\n")):
+        if original_line == masked_line:
+            filled.append(masked_line)
+        else:
+            filled.append("".join(
+                "x" if blanked == " " and not original.isspace() else blanked
+                for original, blanked in zip(original_line, masked_line)
+            ))
+    return "\n".join(filled)
 
 
 def _display_text(raw: str, kind: str) -> str:
