@@ -3,8 +3,8 @@
 Usage: python bench/bench_site.py [--runs N] [--notes N]
 
 Builds two vaults: a copy of the ml-notes vault (when present) and a synthetic vault of
-``--notes`` notes with wikilinks, headings, tags, callouts, math and embeds. Each vault is
-built ``--runs`` times with each configuration; the script prints the median wall time of
+``--notes`` notes from ``bench/synthetic_vault.py`` (the parser benchmark's generator).
+Each vault is built ``--runs`` times with each configuration; the script prints the median wall time of
 each and their ratio (plugin / plain). The target is a ratio of at most 1.2.
 """
 
@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import argparse
 import logging
-import random
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 from mkdocs.commands.build import build
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from synthetic_vault import write_vault  # noqa: E402  (the core's generator, beside this file)
 from mkdocs.config import load_config
 
 ML_NOTES = Path("/work/shared/vaults/ml-notes")
@@ -52,28 +55,6 @@ markdown_extensions:
 # plugin's own work: links, embeds, backlinks, graph data, pages and sanitising.
 PLAIN = _COMMON + "plugins:\n  - search\n  - tags\n"
 WITH_KB = _COMMON + "plugins:\n  - search\n  - tags\n  - kb\n"
-
-
-def write_synthetic_vault(folder: Path, count: int, seed: int = 0) -> None:
-    """Write ``count`` linked notes into ``folder`` (a stand-in for a real vault)."""
-    rng = random.Random(seed)
-    folders = ["", "basics/", "models/", "training/", "maths/"]
-    names = [f"{folders[i % len(folders)]}Topic {i}" for i in range(count)]
-    for i, name in enumerate(names):
-        links = " ".join(
-            f"[[{names[j].rsplit('/', 1)[-1]}]]" for j in rng.sample(range(count), 5) if j != i
-        )
-        heading_link = f"[[{names[(i + 1) % count].rsplit('/', 1)[-1]}#Details]]"
-        embed = f"![[{names[(i + 7) % count].rsplit('/', 1)[-1]}#Details]]" if i % 10 == 0 else ""
-        text = (
-            f"---\ntags: [t{i % 20}]\n---\n# Topic {i}\n\nSee {links} and {heading_link}. #area{i % 7}\n\n"
-            f"> [!tip] Remember\n> The rate $\\eta_{i}$ matters.\n\n"
-            f"## Details\n\n$$\nx_{{t+1}} = x_t - \\eta \\nabla f(x_t)\n$$\n\n"
-            f"A key sentence. ^k{i}\n\n{embed}\n\n" + "Filler text for a paragraph. " * 20 + "\n"
-        )
-        path = folder / f"{name}.md"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
 
 
 def time_build(project: Path, config: str, runs: int) -> float:
@@ -110,7 +91,7 @@ def main() -> None:
         compare("ml-notes", ML_NOTES, options.runs)
     with tempfile.TemporaryDirectory() as temporary:
         vault = Path(temporary) / "vault"
-        write_synthetic_vault(vault, options.notes)
+        write_vault(vault, options.notes, seed=0)
         compare(f"synthetic {options.notes} notes", vault, options.runs)
 
 

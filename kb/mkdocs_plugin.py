@@ -88,8 +88,8 @@ class KbConfig(Config):
     snippets_dir = c.Type(str, default="snippets")
     """Folder of runnable snippets beside mkdocs.yml, linkable as ``[[name.py]]``."""
     snippets_on_failure = c.Choice(("fail", "warn"), default="fail")
-    """What an embedded snippet that fails does: ``fail`` stops the build with the snippet's
-    location and error; ``warn`` logs a warning and shows the code under a failure box."""
+    """Effect of an embedded snippet that fails. ``fail`` stops the build with the snippet's
+    location and error, and ``warn`` logs a warning and shows the code under a failure box."""
 
     embed_max_depth = c.Type(int, default=8)
     """Nesting depth at which transclusion stops with a visible marker."""
