@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import functools
-import http.server
-import threading
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
+from conftest import serve_directory
 from site_build import build_site
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
 NOTES = {
@@ -64,36 +61,13 @@ markdown_extensions:
 """
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("browser")
-    handler = functools.partial(_QuietHandler, directory=str(root / "site"))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    site = build_site(root, NOTES, config=CONFIG.format(port=httpd.server_address[1]))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/", site
-    httpd.shutdown()
-    thread.join()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    if not CHROMIUM.exists():
-        pytest.skip("Chromium is not installed at /usr/bin/chromium")
-    with playwright_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--no-sandbox", "--disable-background-networking"],
-        )
-        yield launched
-        launched.close()
+    with serve_directory(root / "site") as url:
+        port = urlsplit(url).port
+        site = build_site(root, NOTES, config=CONFIG.format(port=port))
+        yield url, site
 
 
 @pytest.fixture

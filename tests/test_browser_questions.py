@@ -6,9 +6,6 @@ executes twice in one test session) and drives it in Debian's headless Chromium.
 
 from __future__ import annotations
 
-import functools
-import http.server
-import threading
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -16,43 +13,20 @@ import pytest
 from mkdocs.commands.build import build
 from mkdocs.config import load_config
 
+from conftest import serve_directory
+
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts"
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
 
 
 @pytest.fixture(scope="module")
 def site_url(tmp_path_factory):
     site_dir = tmp_path_factory.mktemp("project-site")
     build(load_config(config_file=str(ROOT / "mkdocs.yml"), site_dir=str(site_dir)))
-    handler = functools.partial(_QuietHandler, directory=str(site_dir))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/"
-    httpd.shutdown()
-    thread.join()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    if not CHROMIUM.exists():
-        pytest.skip("Chromium is not installed at /usr/bin/chromium")
-    with playwright_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--no-sandbox", "--disable-background-networking"],
-        )
-        yield launched
-        launched.close()
+    with serve_directory(site_dir) as url:
+        yield url
 
 
 def test_question_leads_to_code_and_own_words(browser, site_url):

@@ -8,19 +8,15 @@ request for another host is aborted.
 
 from __future__ import annotations
 
-import functools
-import http.server
-import threading
-from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 import pytest
 
+from conftest import serve_directory
 from site_build import build_site
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = Path("/usr/bin/chromium")
 
 IMG = "<img src=x onerror=alert(1)>"
 SCRIPT = "<script>window.__pwned=1</script>"
@@ -73,11 +69,6 @@ NOTES = {
 PAGES = ["", "Host/", "Payload%20note/", quote(IMG, safe="") + "/", "graph/", "questions/", "tags/"]
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("hostile-browser")
@@ -86,27 +77,8 @@ def server(tmp_path_factory):
     (site.site / "Payload note" / "evil.html").write_text(
         f"<script>parent.{SET_FLAG}; {SET_FLAG}</script>", encoding="utf-8"
     )
-    handler = functools.partial(_QuietHandler, directory=str(site.site))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/"
-    httpd.shutdown()
-    thread.join()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    if not CHROMIUM.exists():
-        pytest.skip("Chromium is not installed at /usr/bin/chromium")
-    with playwright_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--no-sandbox", "--disable-background-networking"],
-        )
-        yield launched
-        launched.close()
+    with serve_directory(site.site) as url:
+        yield url
 
 
 @pytest.fixture
