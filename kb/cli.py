@@ -470,7 +470,7 @@ def _export(G: nx.MultiDiGraph, fmt: str, whole: nx.MultiDiGraph | None = None) 
             style = ", style=dashed" if data["unresolved"] else ""
             print(f"  {_quote(node)} [label={_quote(_label(whole, node))}{style}];")
         for u, v, kind in sorted(G.edges(keys=True)):
-            style = " style=bold" if kind == "requires" else " style=dotted" if kind == "embed" else ""
+            style = _DOT_EDGE_STYLES.get(kind, "")
             print(f"  {_quote(u)} -> {_quote(v)} [label={_quote(kind)}{style}];")
         print("}")
     elif fmt == "mermaid":
@@ -480,9 +480,14 @@ def _export(G: nx.MultiDiGraph, fmt: str, whole: nx.MultiDiGraph | None = None) 
             label = _label(whole, node).replace('"', "#quot;")
             print(f'  {ids[node]}["{label}"]')
         for u, v, kind in sorted(G.edges(keys=True)):
-            arrow = "==>" if kind == "requires" else "-.->" if kind == "embed" else "-->"
+            arrow = _MERMAID_ARROWS.get(kind, "-->")
             print(f"  {ids[u]} {arrow} {ids[v]}")
     return 0
+
+
+# Edge styles by kind: prerequisites bold, embeds dotted, plain links as drawn by default.
+_DOT_EDGE_STYLES = {"requires": " style=bold", "embed": " style=dotted"}
+_MERMAID_ARROWS = {"requires": "==>", "embed": "-.->"}
 
 
 def _quote(text: str) -> str:
