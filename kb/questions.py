@@ -65,6 +65,9 @@ _LIST_ITEM = re.compile(r"^(?P<indent>[ \t]*)(?P<bullet>[-+*]|\d{1,9}[.)])(?:[ \
 _TASK = re.compile(r"^[ \t]*(?:[-+*]|\d{1,9}[.)])[ \t]+\[(?P<state>.)\](?:[ \t]|$)")
 _RULE = re.compile(r"^[ ]{0,3}(?:(?:-[ \t]*){3,}|(?:\*[ \t]*){3,}|(?:_[ \t]*){3,})$")
 _COMMENT = re.compile(r"<!--.*?-->|%%.*?%%", re.DOTALL)
+# NOTE: these patterns strip links, tags and block ids from block text for the question rule
+# and the displayed question. They duplicate what the parser already records with offsets
+# (Note.links, Note.tags, Note.blocks); reading those spans instead would keep one parse.
 _WIKILINK = re.compile(r"!?\[\[(?:[^\[\]\n]|\[(?!\[)|\](?!\]))*?\]\]")
 _MDLINK = re.compile(r"!?\[(?:[^\[\]\n]|\[[^\[\]\n]*\])*\]\([^()\n]*(?:\([^()\n]*\)[^()\n]*)*\)")
 _URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://\S+|\bwww\.\S+")
