@@ -31,10 +31,14 @@ from kb.model import Block, Callout, CodeBlock, Heading, Link, Note, Problem, Ta
 __all__ = [
     "ATTACHMENT_EXTENSIONS",
     "IMAGE_EXTENSIONS",
+    "INLINE_PATTERN",
     "blank",
+    "blank_spans",
     "mask_code",
+    "masked_text",
     "parse_note",
     "split_wikilink",
+    "verbatim_spans",
 ]
 
 IMAGE_EXTENSIONS = frozenset(
@@ -112,6 +116,9 @@ _INLINE = re.compile(
 # (``#(?<=(?<!\S)#)`` is "a # at the start or after white space"), so the regex engine can jump
 # from one "#" or "^" to the next; a leading lookbehind made it try every position, about ten
 # times slower.
+INLINE_PATTERN = _INLINE
+"""The inline scanner, for callers that show inline code and math as the parse reads them."""
+
 _TAG = re.compile(
     r"#(?<=(?<!\S)#)(?P<tag>"
     r"[\w\-/\u00a9\u00ae\u200d\u2070-\u2bff\ufe0f\U0001F000-\U0001FAFF]+)"
@@ -248,9 +255,12 @@ def parse_note(text: str, path: str) -> Note:
 
     masked = _parse_frontmatter(note, lines)
     masked = _mask_code_blocks(note, masked, lines)
-    # The line-anchored patterns below know only "\n" as a line break, so a CR (alone or in
-    # CRLF) becomes "\n". Offsets stay the same, and line numbers come from ``lines``.
-    masked = masked.replace("\r", "\n")
+    # The line-anchored patterns below know only "\n" as a line break, so the CR of a CRLF
+    # becomes a space and a lone CR becomes "\n". Offsets stay the same, and line numbers
+    # come from ``lines``. (A CRLF turned into "\n\n" would read as a blank line, which
+    # stops a code span.)
+    if "\r" in masked:
+        masked = masked.replace("\r\n", " \n").replace("\r", "\n")
     _parse_headings_and_callouts(note, masked, lines)
     masked = _parse_inline(note, masked, lines)
     _parse_tags(note, masked, lines)
@@ -260,19 +270,47 @@ def parse_note(text: str, path: str) -> Note:
 
 def mask_code(text: str) -> str:
     """Return ``text`` with front matter, code blocks, code spans and math blanked out."""
-    note = Note(path="", text=text)
-    lines = _Lines(text)
-    masked = _parse_frontmatter(note, lines)
-    masked = _mask_code_blocks(note, masked, lines)
+    return masked_text(parse_note(text, ""))
+
+
+def verbatim_spans(note: Note) -> list[tuple[int, int]]:
+    """Return the offsets of the note's front matter, code and math, in text order."""
+    spans = sorted(note.verbatim)
+    if note.body_start:
+        spans.insert(0, (0, note.body_start))
+    return spans
+
+
+_SPACE_NOT_LINE_BREAK = re.compile(r"[^\S\r\n]")
+_NOT_SPACE = re.compile(r"\S")
+
+
+def blank_spans(text: str, spans: list[tuple[int, int]], fill: str | None = None) -> str:
+    """Blank the ``spans`` of ``text`` (sorted by start; they may overlap), keeping line breaks.
+
+    With ``fill``, each character of a span that is not white space becomes ``fill``, so
+    ``Why is `x`?`` keeps a word before its question mark.
+    """
     parts: list[str] = []
     last = 0
-    for match in _INLINE.finditer(masked):
-        if match.lastgroup in ("code", "dmath", "imath"):
-            parts.append(masked[last : match.start()])
-            parts.append(blank(match.group()))
-            last = match.end()
-    parts.append(masked[last:])
+    for start, end in spans:
+        start = max(start, last)
+        if end <= start:
+            continue
+        parts.append(text[last:start])
+        segment = text[start:end]
+        if fill is None:
+            parts.append(blank(segment))
+        else:
+            parts.append(_NOT_SPACE.sub(fill, _SPACE_NOT_LINE_BREAK.sub(" ", segment)))
+        last = end
+    parts.append(text[last:])
     return "".join(parts)
+
+
+def masked_text(note: Note) -> str:
+    """Return the note's text with front matter, code and math blanked, read from its parse."""
+    return blank_spans(note.text, verbatim_spans(note))
 
 
 # Front matter ------------------------------------------------------------------------------
@@ -678,6 +716,7 @@ def _mask_code_blocks(note: Note, text: str, lines: _Lines) -> str:
         )
         parts.append(text[last:start])
         parts.append(blank(text[start:end]))
+        note.verbatim.append((start, end))
         last = end
         indented.clear()
 
@@ -704,6 +743,7 @@ def _mask_code_blocks(note: Note, text: str, lines: _Lines) -> str:
                 open_start = lines.starts[open_line - 1]
                 parts.append(text[last:open_start])
                 parts.append(blank(text[open_start:end]))
+                note.verbatim.append((open_start, end))
                 last = end
             else:
                 fence_lines.append(_strip_indent(inner, indent))
@@ -770,6 +810,7 @@ def _mask_code_blocks(note: Note, text: str, lines: _Lines) -> str:
         open_start = lines.starts[open_line - 1]
         parts.append(text[last:open_start])
         parts.append(blank(text[open_start:]))
+        note.verbatim.append((open_start, len(text)))
         last = len(text)
     parts.append(text[last:])
     return "".join(parts)
@@ -786,6 +827,7 @@ def _mask_fenced_code_only(note: Note, text: str, lines: _Lines) -> str | None:
     starts = lines.starts
     line_count = len(starts)
     blocks: list[CodeBlock] = []
+    spans: list[tuple[int, int]] = []
     parts: list[str] = []
     last = 0
     after_fence = 0  # the line after the last closing fence
@@ -865,6 +907,7 @@ def _mask_fenced_code_only(note: Note, text: str, lines: _Lines) -> str | None:
         )
         parts.append(text[last:start])
         parts.append(blank(text[start:close_end]))
+        spans.append((start, close_end))
         last = close_end
         after_fence = close_line + 1
         position = close_end + 1
@@ -872,6 +915,7 @@ def _mask_fenced_code_only(note: Note, text: str, lines: _Lines) -> str | None:
             break
 
     note.code_blocks.extend(blocks)
+    note.verbatim.extend(spans)
     if not parts:
         return text
     parts.append(text[last:])
@@ -923,6 +967,7 @@ def _parse_inline(note: Note, masked: str, lines: _Lines) -> str:
     parts: list[str] = []
     append = parts.append
     links = note.links
+    verbatim = note.verbatim
     line_of = lines.line_of
     last = 0
     dropped = 0
@@ -947,6 +992,8 @@ def _parse_inline(note: Note, masked: str, lines: _Lines) -> str:
             if link is not None and len(links) >= MAX_LINKS_PER_NOTE:
                 link = None
                 dropped += 1
+        else:
+            verbatim.append((start, end))  # a code span or math
         if link is not None:
             links.append(link)
         elif dropped == 1 and not first_dropped:
