@@ -33,7 +33,7 @@ from mkdocs.structure.pages import Page
 
 from kb.graph import build_graph
 from kb.project import Project
-from kb.site_assets import ASSETS_DIR, VENDOR_DIR, VendorError, install_vendor
+from kb.site_assets import ASSETS_DIR, VENDOR_DIR, VendorError, install_vendor, vendor_files
 from kb.site_graph import backlinks_html, graph_json, local_graph_html
 from kb.site_markdown import RenderContext, escape_text, heading_slugs, render_note
 from kb.site_sanitize import escape_page_meta, sanitize_html
@@ -65,6 +65,11 @@ _HEADING_LINK = re.compile(
     r'<a class="kb-link" href="(?P<href>[^"#]*)#(?P<fragment>[^"]*)" '
     r'data-kb-note="(?P<note>[^"]*)" data-kb-heading="(?P<heading>[^"]*)">'
 )
+
+# A question list of the Questions page (kb.questions writes it one item per line), and the
+# comment that replaces it while Python-Markdown converts the page.
+_QUESTION_LIST = re.compile(r'^<ul class="kb-questions">\n(?:<li>.*\n)*</ul>$', re.MULTILINE)
+_STASH_MARKER = re.compile(r"<!-- kb:stash (\d+) -->")
 
 _EXTENSIONS: dict[str, dict[str, Any]] = {
     "toc": {},
@@ -162,6 +167,7 @@ class KbPlugin(BasePlugin[KbConfig]):
         docs_dir = Path(config.docs_dir)
         self._slug_cache = {}
         self._page_ids = {}
+        self._stashed: dict[str, list[str]] = {}
 
         for name, options in _EXTENSIONS.items():
             if name == "pymdownx.arithmatex" and not self.config.math_enabled:
@@ -226,7 +232,7 @@ class KbPlugin(BasePlugin[KbConfig]):
 
         for source in sorted(ASSETS_DIR.glob("kb.*")):
             self._add_asset(files, config, f"{ASSET_PREFIX}/{source.name}", source)
-        for source in sorted(p for p in VENDOR_DIR.rglob("*") if p.is_file()):
+        for source in vendor_files():
             relative = source.relative_to(VENDOR_DIR).as_posix()
             self._add_asset(files, config, f"{ASSET_PREFIX}/vendor/{relative}", source)
         for path, source in sorted(self.vault.files.items()):
@@ -478,6 +484,8 @@ class KbPlugin(BasePlugin[KbConfig]):
                 fold_heading=self.config.fold_heading if self.config.fold_enabled else None,
             )
             markdown = render_note(context, note)
+            if expanded is not None:
+                markdown = self._stash_lists(path, markdown)
             tags = list(page.meta.get("tags") or []) if isinstance(page.meta.get("tags"), list) else []
             seen = {str(tag).casefold() for tag in tags}
             for tag in note.tags:
@@ -488,6 +496,28 @@ class KbPlugin(BasePlugin[KbConfig]):
                 page.meta["tags"] = tags
         escape_page_meta(page.meta)
         return markdown
+
+    def _stash_lists(self, path: str, markdown: str) -> str:
+        """Set the question lists of a page aside until its HTML exists.
+
+        The lists are HTML that kb wrote, with links already rendered. Python-Markdown would
+        only read them tag by tag and pass them through, which took most of the Questions
+        page's build time on a vault with hundreds of questions. A comment replaces each list
+        until ``on_page_content`` puts it back.
+        """
+        stashed = self._stashed[path] = []
+
+        def stash(match: re.Match[str]) -> str:
+            stashed.append(match.group())
+            return f"<!-- kb:stash {len(stashed) - 1} -->"
+
+        return _QUESTION_LIST.sub(stash, markdown)
+
+    def _restore_lists(self, path: str, html_text: str) -> str:
+        stashed = self._stashed.pop(path, None)
+        if not stashed:
+            return html_text
+        return _STASH_MARKER.sub(lambda match: stashed[int(match.group(1))], html_text)
 
     def _fill_marker(self, marker: str) -> str | None:
         """Return the Markdown that replaces a kb marker in a note, or None to keep it."""
@@ -530,6 +560,7 @@ class KbPlugin(BasePlugin[KbConfig]):
             stack[:0] = item.children
         path = unicodedata.normalize("NFC", page.file.src_uri)
         self._page_ids[path] = ids
+        html_text = self._restore_lists(path, html_text)
         if path not in self.vault.notes:
             # Notebook pages show the project's own snippet outputs, which are trusted.
             return html_text if path.endswith(".ipynb") else sanitize_html(html_text)

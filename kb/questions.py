@@ -39,7 +39,7 @@ from typing import Any
 
 from kb.model import Note, Problem
 from kb.own_words import OwnWords, read_own_words
-from kb.parse import blank, mask_code
+from kb.parse import INLINE_PATTERN, blank_spans, verbatim_spans
 from kb.project import Project
 
 __all__ = [
@@ -158,26 +158,6 @@ def asks_question(text: str) -> bool:
     return False
 
 
-def _fill_masked(text: str, masked: str) -> str:
-    """Fill what ``mask_code`` blanked inside lines with ``x``, so the blanked span stays a word.
-
-    ``mask_code`` keeps every line break, so lines pair up; only the few lines it changed
-    (code and math) are compared character by character.
-    """
-    if text == masked:
-        return masked
-    filled = []
-    for original_line, masked_line in zip(text.split("\n"), masked.split("\n")):
-        if original_line == masked_line:
-            filled.append(masked_line)
-        else:
-            filled.append("".join(
-                "x" if blanked == " " and not original.isspace() else blanked
-                for original, blanked in zip(original_line, masked_line)
-            ))
-    return "\n".join(filled)
-
-
 def _display_text(raw: str, kind: str) -> str:
     """Render the question as a reader sees it: links as their text, no answer links or tags."""
 
@@ -274,9 +254,15 @@ def detect_questions(note: Note) -> list[Question]:
     if note.folder.split("/")[0] in SKIPPED_FOLDERS:
         return []
     answer_note = "answers" in note.frontmatter
-    masked = _COMMENT.sub(lambda match: blank(match.group()), mask_code(note.text))
+    # Code, math and comments are blanked for the block rule, and filled with "x" for the
+    # question rule, so the blanked span stays a word before a "?".
+    spans = verbatim_spans(note)
+    masked = blank_spans(note.text, spans)
+    if "%%" in masked or "<!--" in masked:
+        spans = sorted(spans + [match.span() for match in _COMMENT.finditer(masked)])
+        masked = blank_spans(note.text, spans)
     masked_lines = _LINE_BREAK.split(masked)
-    filled_lines = _LINE_BREAK.split(_fill_masked(note.text, masked))
+    filled_lines = _LINE_BREAK.split(blank_spans(note.text, spans, fill="x"))
     text_lines = _LINE_BREAK.split(note.text)
     tagged = {
         tag.line for tag in note.tags
@@ -575,7 +561,8 @@ def questions_page_markdown(project: Project) -> str:
     """Markdown of the questions page: every question by source note, with status badges.
 
     Links are wikilinks (``[[Cold diffusion#In my own words|...]]``) for the site plugin to
-    resolve; question text is escaped, so HTML in a note shows as text.
+    resolve. Each note's questions are an HTML list, which Python-Markdown passes through in
+    one piece: as a Markdown list, hundreds of questions made this the slowest page of a build.
     """
     questions = collect_questions(project)
     out = ["# Questions", "", progress_markdown(project, questions), ""]
@@ -588,18 +575,71 @@ def questions_page_markdown(project: Project) -> str:
     for path, group in by_note.items():
         target = _note_target(path)
         out += [f"## {escape_text(Path(target).name)}", "", f"From [[{target}]]", ""]
+        out.append('<ul class="kb-questions">')
         for question in group:
             anchor = f"[[{target}#^{question.block_id}|line {question.line}]]" if question.block_id \
                 else f"line {question.line}"
-            out.append(f"- **{escape_text(question.text)}** ({anchor})")
-            out.append(f"    - {_answer_line(question)}")
-            out.append("")
+            out.append(
+                f"<li><strong>{question_html(question.text)}</strong> ({anchor})"
+                f"<ul><li>{_answer_line(question)}</li></ul></li>"
+            )
+        out += ["</ul>", ""]
     return "\n".join(out).rstrip("\n") + "\n"
+
+
+# Characters that kb's parser reads as syntax (tags, links, math, comments, block ids, code)
+# become character references in question HTML, which the parser and browsers read as text.
+_PARSER_SYNTAX = str.maketrans({character: f"&#{ord(character)};" for character in "#[]$%^`\\"})
+_INLINE_HTML = [
+    (re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1"), r"<strong>\2</strong>"),
+    (re.compile(r"(?<![\w*])\*(?=[^\s*])(.+?)(?<=[^\s*])\*(?!\*)"), r"<em>\1</em>"),
+    (re.compile(r"(?<![\w_])_(?=[^\s_])(.+?)(?<=[^\s_])_(?![\w_])"), r"<em>\1</em>"),
+    (re.compile(r"==(?=\S)(.+?)(?<=\S)=="), r"<mark>\1</mark>"),
+    (re.compile(r"~~(?=\S)(.+?)(?<=\S)~~"), r"<del>\1</del>"),
+]
+
+
+def _plain_html(text: str) -> str:
+    return html.escape(text, quote=False).translate(_PARSER_SYNTAX)
+
+
+def _text_html(text: str) -> str:
+    text = html.escape(text, quote=False)
+    for pattern, replacement in _INLINE_HTML:
+        text = pattern.sub(replacement, text)
+    return text.translate(_PARSER_SYNTAX)
+
+
+def question_html(text: str) -> str:
+    """Render question text as inline HTML: emphasis, highlights, code spans and math.
+
+    The parser's own inline pattern finds code spans and math, so they match what the note
+    shows. The text around them gets the common emphasis markers.
+    """
+    parts: list[str] = []
+    last = 0
+    for match in INLINE_PATTERN.finditer(text):
+        kind = match.lastgroup
+        if kind not in ("code", "imath", "dmath"):
+            continue
+        parts.append(_text_html(text[last : match.start()]))
+        raw = match.group()
+        if kind == "code":
+            width = len(match.group("ticks"))
+            code = html.escape(raw[width:-width].strip(), quote=False)
+            parts.append(f"<code>{code.translate(_PARSER_SYNTAX)}</code>")
+        else:
+            width = 2 if kind == "dmath" else 1
+            tex = html.escape(raw[width:-width].strip(), quote=False).translate(_PARSER_SYNTAX)
+            parts.append(f'<span class="arithmatex">&#92;({tex}&#92;)</span>')
+        last = match.end()
+    parts.append(_text_html(text[last:]))
+    return "".join(parts)
 
 
 def _answer_line(question: Question) -> str:
     if question.answer is None:
-        hint = f" (the link points to '{escape_text(question.answer_missing)}', not written yet)" \
+        hint = f" (the link points to '{_plain_html(question.answer_missing)}', not written yet)" \
             if question.answer_missing else ""
         return f"{_badge('answer', 'answer', 'open')} no answer note yet{hint}"
     answer = _note_target(question.answer)
@@ -607,7 +647,7 @@ def _answer_line(question: Question) -> str:
     own = "written" if words.state == "written" else "not written"
     detail = f" ({words.words} words, {words.date})" if words.state == "written" and words.date else ""
     parts = [
-        f"answer: [[{answer}|{escape_text(Path(answer).name)}]]",
+        f"answer: [[{answer}|{Path(answer).name}]]",
         f"{_badge('code', 'code', question.code)} [[{answer}#Code|code]]",
         f"{_badge('own-words', 'own words', own)}{detail} [[{answer}#In my own words|own words]]",
     ]

@@ -131,6 +131,9 @@ def backlinks_html(
             items.append(f"<li>{anchor}<ul>{contexts}</ul></li>")
     body = f"<ul>{''.join(items)}</ul>" if items else '<p class="kb-none">No notes link here yet.</p>'
     return (
-        f'<section class="kb-backlinks"><h2 id="kb-backlinks">{escape_text(title)}</h2>'
+        # Left out of the search index: each context line is text of another page, which
+        # search already finds there.
+        f'<section class="kb-backlinks" data-search-exclude>'
+        f'<h2 id="kb-backlinks" data-search-exclude>{escape_text(title)}</h2>'
         f"{body}</section>"
     )

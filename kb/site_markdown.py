@@ -26,7 +26,7 @@ from kb.parse import (
     MAX_QUOTE_DEPTH,
     VIDEO_EXTENSIONS,
 )
-from kb.parse import mask_code
+from kb.parse import masked_text
 from kb.vault import Vault
 
 __all__ = [
@@ -97,7 +97,7 @@ class RenderContext:
     embedded_notes: set[str] = field(default_factory=set)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Line:
     start: int
     end: int
@@ -120,6 +120,8 @@ def _lines(text: str, start: int, end: int, first_number: int) -> list[_Line]:
 
 def _quote_depth(content: str) -> tuple[int, int]:
     """Count the leading ``>`` markers of a line; return (depth, length of the prefix)."""
+    if ">" not in content[:4]:
+        return 0, 0  # most lines: no quote marker where one could start
     depth = 0
     index = 0
     while True:
@@ -442,7 +444,7 @@ def _comment_spans(note: Note, start: int, end: int) -> list[tuple[int, int]]:
     text = note.text
     if "%%" not in text[start:end]:
         return []
-    masked = mask_code(text)
+    masked = masked_text(note)
     spans = []
     for match in _COMMENT.finditer(masked, start, end):
         position = match.start()
@@ -455,7 +457,7 @@ def _comment_spans(note: Note, start: int, end: int) -> list[tuple[int, int]]:
 
 def _inside_comment(comments: list[tuple[int, int]], line: _Line) -> bool:
     """Return whether a whole non-empty line is commented out; such a line is dropped."""
-    return any(
+    return bool(comments) and any(
         comment_start <= line.start and line.end <= comment_end and comment_end > comment_start
         for comment_start, comment_end in comments
     )
@@ -494,6 +496,8 @@ def _render_callout_title(
 def _excess_indent_end(text: str, start: int, end: int) -> int | None:
     """Return where the indentation at ``start`` ends when it is wider than
     ``MAX_INDENT_COLUMNS`` (tabs count 4), else None."""
+    if end - start <= MAX_INDENT_COLUMNS // 4 or text[start] not in " \t":
+        return None  # too short or not indented: at most 4 columns per character
     columns = 0
     position = start
     while position < end and text[position] in " \t":

@@ -24,6 +24,7 @@ from kb.questions import (
     detect_questions,
     escape_text,
     progress_markdown,
+    question_html,
     questions_page_markdown,
 )
 
@@ -562,7 +563,20 @@ def test_questions_page_escapes_html(tmp_path: Path) -> None:
     (root / "docs" / "Q.md").write_text("Is <script>alert(1)</script> *safe*?\n", encoding="utf-8")
     page = questions_page_markdown(Project.discover(root))
     assert "<script>" not in page
-    assert "&lt;script&gt;alert(1)&lt;/script&gt; *safe*?" in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; <em>safe</em>?" in page
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Why *this* and **that**?", "Why <em>this</em> and <strong>that</strong>?"),
+    ("Is ==this== or ~~that~~ it?", "Is <mark>this</mark> or <del>that</del> it?"),
+    ("What does `x[[y]]` do?", "What does <code>x&#91;&#91;y&#93;&#93;</code> do?"),
+    ("Why is $\\sigma^2$ used?", 'Why is <span class="arithmatex">&#92;(&#92;sigma&#94;2&#92;)</span> used?'),
+    ("Is #tag or 100% or a_b_c a word?", "Is &#35;tag or 100&#37; or a_b_c a word?"),
+    ("Is <b>x</b> & y?", "Is &lt;b&gt;x&lt;/b&gt; &amp; y?"),
+    ("Why 2 * 3 * 4?", "Why 2 * 3 * 4?"),
+])
+def test_question_html(text: str, expected: str) -> None:
+    assert question_html(text) == expected
 
 
 def test_escape_text() -> None:
