@@ -262,7 +262,7 @@ def detect_questions(note: Note) -> list[Question]:
         spans = sorted(spans + [match.span() for match in _COMMENT.finditer(masked)])
         masked = blank_spans(note.text, spans)
     masked_lines = _LINE_BREAK.split(masked)
-    filled_lines = _LINE_BREAK.split(blank_spans(note.text, spans, fill="x"))
+    filled_lines: list[str] = []  # made when a block first has a "?" to test
     text_lines = _LINE_BREAK.split(note.text)
     tagged = {
         tag.line for tag in note.tags
@@ -274,7 +274,6 @@ def detect_questions(note: Note) -> list[Question]:
         if block.first < note.body_line:
             continue
         lines = range(block.first, block.last + 1)
-        filled_text = "\n".join(filled_lines[number - 1] for number in lines)
         task = _TASK.match(masked_lines[block.first - 1]) if block.kind == "item" else None
         if task and task.group("state") != " ":
             continue  # a checked task is done
@@ -282,10 +281,14 @@ def detect_questions(note: Note) -> list[Question]:
             kind = "tag"
         elif task:
             kind = "task"
-        elif not answer_note and asks_question(filled_text):
-            kind = "question"
+        elif answer_note or not any("?" in masked_lines[number - 1] for number in lines):
+            continue  # filling keeps every "?" of the masked text, and adds none
         else:
-            continue
+            if not filled_lines:
+                filled_lines = _LINE_BREAK.split(blank_spans(note.text, spans, fill="x"))
+            if not asks_question("\n".join(filled_lines[number - 1] for number in lines)):
+                continue
+            kind = "question"
         raw = "\n".join(text_lines[number - 1] for number in lines)
         block_id = next(
             (b.id for b in note.blocks if block.first <= b.line <= block.last), None

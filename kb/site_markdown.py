@@ -286,16 +286,17 @@ def _render_span(
     list_indents = _ListIndents()
     for line in lines:
         content = text[line.start:line.end]
-        if _inside_comment(comments, line):
+        if comments and _inside_comment(comments, line):
             edit_index = _advance(edits, edit_index, line.end)
             continue
         depth, prefix_length = _quote_depth(content)
         # Deeper nesting is shown at the limit: Python-Markdown would recurse past Python's
         # stack limit. kb.parse reports such notes as "too-deep-nesting".
         depth = min(depth, MAX_QUOTE_DEPTH)
-        if depth == 0 and not content.strip():
-            levels = []
-        levels = levels[:depth] + [False] * (depth - len(levels))
+        if depth == 0:
+            levels = []  # a line outside quotes ends every callout and quote
+        else:
+            levels = levels[:depth] + [False] * (depth - len(levels))
 
         callout = callouts.get(line.number)
         header = None
@@ -303,7 +304,7 @@ def _render_span(
             levels = levels[: callout.depth - 1] + [True]
             header = _admonition_header(callout)
 
-        prefix = "".join(INDENT if is_callout else "> " for is_callout in levels)
+        prefix = "".join([INDENT if is_callout else "> " for is_callout in levels]) if levels else ""
         if fold is not None and fold[0] <= line.number <= fold[1]:
             if line.number == fold[0]:
                 title = escape_text(ctx.fold_heading or "")
@@ -457,7 +458,7 @@ def _comment_spans(note: Note, start: int, end: int) -> list[tuple[int, int]]:
 
 def _inside_comment(comments: list[tuple[int, int]], line: _Line) -> bool:
     """Return whether a whole non-empty line is commented out; such a line is dropped."""
-    return bool(comments) and any(
+    return any(
         comment_start <= line.start and line.end <= comment_end and comment_end > comment_start
         for comment_start, comment_end in comments
     )

@@ -74,9 +74,10 @@ class Vault:
     def __post_init__(self) -> None:
         self._by_path: dict[str, str] = {}
         self._by_name: dict[str, list[str]] = {}
-        # Resolutions keyed by target text, syntax and the folder of the linking note, because
-        # resolve() reads the linking note only through its folder. Empty targets are not cached.
-        self._resolutions: dict[tuple[str, str, str], Resolution] = {}
+        # Resolutions keyed by target text, syntax and the folder of the linking note (None
+        # where the folder cannot change the result), because resolve() reads the linking
+        # note only through its folder. Empty targets are not cached.
+        self._resolutions: dict[tuple[str, str, str | None], Resolution] = {}
 
     # Loading -----------------------------------------------------------------------------
 
@@ -294,11 +295,19 @@ class Vault:
         return sorted(set(found))
 
     def _resolve_link(self, link: Link) -> None:
-        key = (link.target_text, link.syntax, _folder(link.source))
+        # Only Markdown links and ambiguous names depend on the linking note, and only through
+        # its folder; every other target resolves the same from any note.
+        syntax = "markdown" if link.syntax == "markdown" else "wikilink"
+        folder = _folder(link.source)
+        key = (link.target_text, syntax, None if syntax == "wikilink" else folder)
         resolution = self._resolutions.get(key)
+        if resolution is None:
+            resolution = self._resolutions.get((link.target_text, syntax, folder))
         if resolution is None:
             resolution = self.resolve(link.target_text, link.source, link.syntax)
             if link.target_text.strip():
+                if resolution.ambiguous:
+                    key = (link.target_text, syntax, folder)
                 self._resolutions[key] = resolution
         link.target = resolution.target
         link.ambiguous = resolution.ambiguous

@@ -196,6 +196,13 @@ class TestDuplicateNames:
         link = write_vault(tmp_path, files).notes["week2/Notes.md"].links[0]
         assert (link.target, link.ambiguous) == ("week2/Summary.md", True)
 
+    def test_same_folder_wins_for_each_linking_folder(self, tmp_path):
+        files = {**self.FILES, "week1/Notes.md": "[[Summary]]", "week2/Notes.md": "[[Summary]]"}
+        notes = write_vault(tmp_path, files).notes
+        assert notes["week1/Notes.md"].links[0].target == "week1/Summary.md"
+        assert notes["week2/Notes.md"].links[0].target == "week2/Summary.md"
+        assert notes["Index.md"].links[2].target == "week1/Summary.md"
+
     def test_shallowest_path_wins(self, tmp_path):
         files = {"a/b/Summary.md": "", "c/Summary.md": "", "z/y/x/Index.md": "[[Summary]]"}
         link = write_vault(tmp_path, files).notes["z/y/x/Index.md"].links[0]
