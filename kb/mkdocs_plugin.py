@@ -453,7 +453,21 @@ class KbPlugin(BasePlugin[KbConfig]):
         if self.vault is None:
             return None
         note = self.vault.notes.get(unicodedata.normalize("NFC", page.file.src_uri))
-        return note.text if note is not None else None
+        if note is not None:
+            return note.text
+        if page.file.abs_src_path is None:
+            return None
+        # A note created after the vault was loaded: read it here, because `mkdocs serve` may
+        # delete it again before MkDocs reads it, which would stop the rebuild.
+        try:
+            with open(page.file.abs_src_path, encoding="utf-8-sig", errors="strict") as handle:
+                return handle.read()
+        except FileNotFoundError:
+            log.warning("%s: deleted while the site was built; the next build leaves it out",
+                        page.file.src_uri)
+            return ""
+        except (OSError, UnicodeDecodeError):
+            return None  # MkDocs reads it again and reports the error itself
 
     @event_priority(50)
     def on_page_markdown(

@@ -281,16 +281,8 @@ def verbatim_spans(note: Note) -> list[tuple[int, int]]:
     return spans
 
 
-_SPACE_NOT_LINE_BREAK = re.compile(r"[^\S\r\n]")
-_NOT_SPACE = re.compile(r"\S")
-
-
-def blank_spans(text: str, spans: list[tuple[int, int]], fill: str | None = None) -> str:
-    """Blank the ``spans`` of ``text`` (sorted by start; they may overlap), keeping line breaks.
-
-    With ``fill``, each character of a span that is not white space becomes ``fill``, so
-    ``Why is `x`?`` keeps a word before its question mark.
-    """
+def blank_spans(text: str, spans: list[tuple[int, int]]) -> str:
+    """Blank the ``spans`` of ``text`` (sorted by start; they may overlap), keeping line breaks."""
     parts: list[str] = []
     last = 0
     for start, end in spans:
@@ -298,11 +290,7 @@ def blank_spans(text: str, spans: list[tuple[int, int]], fill: str | None = None
         if end <= start:
             continue
         parts.append(text[last:start])
-        segment = text[start:end]
-        if fill is None:
-            parts.append(blank(segment))
-        else:
-            parts.append(_NOT_SPACE.sub(fill, _SPACE_NOT_LINE_BREAK.sub(" ", segment)))
+        parts.append(blank(text[start:end]))
         last = end
     parts.append(text[last:])
     return "".join(parts)

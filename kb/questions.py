@@ -107,6 +107,14 @@ def _blocks(masked_lines: list[str]) -> list[_Block]:
             current = None
             in_quote = False
             continue
+        if not in_quote and line[:1].isalpha():
+            # A line that starts with a letter is no quote, heading, table, rule or list item.
+            if current is None:
+                current = _Block("paragraph", number, number)
+                blocks.append(current)
+            else:
+                current.last = number
+            continue
         if in_quote or _QUOTE.match(line):
             # A quote lasts until a blank line, lazy continuation lines included.
             in_quote = True
@@ -156,6 +164,17 @@ def asks_question(text: str) -> bool:
         if len(_WORD.findall(sentence)) >= MIN_QUESTION_WORDS:
             return True
     return False
+
+
+def _fill_line(text_line: str, masked_line: str) -> str:
+    """Put "x" where ``masked_line`` blanked a character of ``text_line`` that is not white
+    space, so that ``Why is `x`?`` still ends in a word before its question mark."""
+    if text_line == masked_line:
+        return masked_line
+    return "".join(
+        "x" if blanked == " " and not original.isspace() else blanked
+        for original, blanked in zip(text_line, masked_line)
+    )
 
 
 def _display_text(raw: str, kind: str) -> str:
@@ -255,15 +274,16 @@ def detect_questions(note: Note) -> list[Question]:
         return []
     answer_note = "answers" in note.frontmatter
     # Code, math and comments are blanked for the block rule, and filled with "x" for the
-    # question rule, so the blanked span stays a word before a "?".
+    # question rule (see _fill_line).
     spans = verbatim_spans(note)
     masked = blank_spans(note.text, spans)
     if "%%" in masked or "<!--" in masked:
         spans = sorted(spans + [match.span() for match in _COMMENT.finditer(masked)])
         masked = blank_spans(note.text, spans)
     masked_lines = _LINE_BREAK.split(masked)
-    filled_lines: list[str] = []  # made when a block first has a "?" to test
     text_lines = _LINE_BREAK.split(note.text)
+    # By line number: whether the line has a "?" outside code, math and comments.
+    question_mark = [False] + ["?" in line for line in masked_lines]
     tagged = {
         tag.line for tag in note.tags
         if tag.origin == "inline" and (tag.name == QUESTION_TAG or tag.name.startswith(QUESTION_TAG + "/"))
@@ -277,18 +297,18 @@ def detect_questions(note: Note) -> list[Question]:
         task = _TASK.match(masked_lines[block.first - 1]) if block.kind == "item" else None
         if task and task.group("state") != " ":
             continue  # a checked task is done
-        if any(number in tagged for number in lines):
+        if tagged and any(number in tagged for number in lines):
             kind = "tag"
         elif task:
             kind = "task"
-        elif answer_note or not any("?" in masked_lines[number - 1] for number in lines):
-            continue  # filling keeps every "?" of the masked text, and adds none
-        else:
-            if not filled_lines:
-                filled_lines = _LINE_BREAK.split(blank_spans(note.text, spans, fill="x"))
-            if not asks_question("\n".join(filled_lines[number - 1] for number in lines)):
-                continue
+        elif answer_note or not any(question_mark[block.first : block.last + 1]):
+            continue
+        elif asks_question("\n".join(
+            _fill_line(text_lines[number - 1], masked_lines[number - 1]) for number in lines
+        )):
             kind = "question"
+        else:
+            continue
         raw = "\n".join(text_lines[number - 1] for number in lines)
         block_id = next(
             (b.id for b in note.blocks if block.first <= b.line <= block.last), None
@@ -564,8 +584,8 @@ def questions_page_markdown(project: Project) -> str:
     """Markdown of the questions page: every question by source note, with status badges.
 
     Links are wikilinks (``[[Cold diffusion#In my own words|...]]``) for the site plugin to
-    resolve. Each note's questions are an HTML list, which Python-Markdown passes through in
-    one piece: as a Markdown list, hundreds of questions made this the slowest page of a build.
+    resolve. Each note's questions are an HTML list with one item per line, which the site
+    plugin keeps out of Python-Markdown (see ``KbPlugin._stash_lists``).
     """
     questions = collect_questions(project)
     out = ["# Questions", "", progress_markdown(project, questions), ""]

@@ -289,6 +289,22 @@ def _render_span(
         if comments and _inside_comment(comments, line):
             edit_index = _advance(edits, edit_index, line.end)
             continue
+        if (
+            content[:1].isalpha()
+            and (edit_index == len(edits) or edits[edit_index][0] >= line.end)
+            and line.number not in code_lines
+            and line.number not in callouts
+            and line.number not in blocks_by_line
+            and line.number not in block_starts
+            and (fold is None or not fold[0] <= line.number <= fold[1])
+        ):
+            # Most lines: text outside quotes and lists with nothing to rewrite. The steps
+            # below would keep it as written, so only the list state is brought up to date.
+            levels = []
+            list_indents.reindent(content, previous == "blank")
+            previous = "list" if previous == "list" else "text"
+            output.append(content)
+            continue
         depth, prefix_length = _quote_depth(content)
         # Deeper nesting is shown at the limit: Python-Markdown would recurse past Python's
         # stack limit. kb.parse reports such notes as "too-deep-nesting".
@@ -304,7 +320,9 @@ def _render_span(
             levels = levels[: callout.depth - 1] + [True]
             header = _admonition_header(callout)
 
-        prefix = "".join([INDENT if is_callout else "> " for is_callout in levels]) if levels else ""
+        prefix = ""
+        if levels:
+            prefix = "".join([INDENT if is_callout else "> " for is_callout in levels])
         if fold is not None and fold[0] <= line.number <= fold[1]:
             if line.number == fold[0]:
                 title = escape_text(ctx.fold_heading or "")

@@ -153,3 +153,34 @@ def test_serve_survives_rapid_edits(tmp_path):
     assert time.monotonic() - started < DEADLINE + 20
     output = (tmp_path / "serve.log").read_text()
     assert "Traceback" not in output, output[-3000:]
+
+
+def test_note_deleted_before_read_gives_empty_page(tmp_path, caplog):
+    """A note created after the vault load and deleted before MkDocs reads it: under
+    `mkdocs serve` this happens when edits come fast, and it must not stop the rebuild."""
+    from mkdocs.config.defaults import MkDocsConfig
+    from mkdocs.structure.files import File
+    from mkdocs.structure.pages import Page
+
+    from kb.mkdocs_plugin import KbPlugin
+    from kb.vault import Vault
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "Kept.md").write_text("# Kept\n", encoding="utf-8")
+    plugin = KbPlugin()
+    assert plugin.load_config({}) == ([], [])
+    plugin.vault = Vault.load(docs)
+
+    config = MkDocsConfig()
+    config.load_dict({"site_name": "race", "docs_dir": str(docs)})
+    (docs / "Late.md").write_text("# Late\n", encoding="utf-8")
+    late = Page(None, File("Late.md", str(docs), str(tmp_path / "site"), True), config)
+    gone = Page(None, File("Gone.md", str(docs), str(tmp_path / "site"), True), config)
+    kept = Page(None, File("Kept.md", str(docs), str(tmp_path / "site"), True), config)
+
+    assert plugin.on_page_read_source(page=kept, config=config) == "# Kept\n"
+    assert plugin.on_page_read_source(page=late, config=config) == "# Late\n"
+    with caplog.at_level("WARNING"):
+        assert plugin.on_page_read_source(page=gone, config=config) == ""
+    assert "Gone.md: deleted while the site was built" in caplog.text
