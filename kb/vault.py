@@ -26,6 +26,7 @@ import os
 import posixpath
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -331,6 +332,7 @@ class Vault:
     def link_problems(self) -> list[Problem]:
         """Problems with links: unresolved, ambiguous, missing headings and blocks."""
         problems = []
+        suggestion = self._suggester()
         for link in self.links:
             if link.target is None and link.would_create is None:
                 problems.append(
@@ -342,7 +344,7 @@ class Vault:
                 problems.append(
                     Problem(link.source, link.line, "warning", "unresolved-link",
                             f"{link.raw}: no note or file named '{link.target_text}'"
-                            f"{self._suggestion(link.target_text)}; create "
+                            f"{suggestion(link.target_text)}; create "
                             f"'{link.would_create}' or fix the link")
                 )
             if link.ambiguous:
@@ -366,16 +368,29 @@ class Vault:
                 )
         return problems
 
-    def _suggestion(self, target: str) -> str:
+    def _suggester(self) -> Callable[[str], str]:
+        """Return a function that gives the "did you mean" hint for an unresolved target.
+
+        The note names are collected once and each target name is looked up once, because
+        difflib compares a name with every note: a vault with hundreds of unresolved links
+        took seconds here.
+        """
         import difflib
 
-        names = {}
-        for path in self.notes:
-            names.setdefault(self.notes[path].name.casefold(), self.notes[path].name)
-        close = difflib.get_close_matches(
-            target.rsplit("/", 1)[-1].casefold(), list(names), n=1, cutoff=0.8
-        )
-        return f" (did you mean [[{names[close[0]]}]]?)" if close else ""
+        names: dict[str, str] = {}
+        for note in self.notes.values():
+            names.setdefault(note.name.casefold(), note.name)
+        choices = list(names)
+        hints: dict[str, str] = {}
+
+        def suggestion(target: str) -> str:
+            name = target.rsplit("/", 1)[-1].casefold()
+            if name not in hints:
+                close = difflib.get_close_matches(name, choices, n=1, cutoff=0.8)
+                hints[name] = f" (did you mean [[{names[close[0]]}]]?)" if close else ""
+            return hints[name]
+
+        return suggestion
 
     def note_for(self, query: str) -> Note | None:
         """Find a note by name, path or alias, ignoring case, as a topic argument."""

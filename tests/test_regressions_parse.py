@@ -244,6 +244,17 @@ class TestUnresolvedInGraph:
         assert G.number_of_edges() == 0
 
 
+    def test_warning_suggests_close_name(self, tmp_path):
+        files = {
+            "Attention.md": "",
+            "Roadmap.md": "[[Atention]] and [[ideas/Atention]]\n[[Atention]] [[Zebra]]\n",
+        }
+        problems = [p for p in write_vault(tmp_path, files).link_problems() if p.code == "unresolved-link"]
+        assert [(p.line, "did you mean [[Attention]]?" in p.message) for p in problems] == [
+            (1, True), (1, True), (2, True), (2, False)
+        ]
+
+
 class TestPathQualifiedInGraph:
     """``[[topics/Attention]]`` and a bare ``[[Attention]]`` give the same single edge."""
 
