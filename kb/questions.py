@@ -599,15 +599,35 @@ def questions_page_markdown(project: Project) -> str:
         target = _note_target(path)
         out += [f"## {escape_text(Path(target).name)}", "", f"From [[{target}]]", ""]
         out.append('<ul class="kb-questions">')
+        note = project.vault.notes.get(path)
         for question in group:
-            anchor = f"[[{target}#^{question.block_id}|line {question.line}]]" if question.block_id \
-                else f"line {question.line}"
+            fragment = _question_fragment(note, question)
+            link_target = f"{target}#{fragment}" if fragment else target
+            anchor = f"[[{link_target}|line {question.line}]]"
             out.append(
                 f"<li><strong>{question_html(question.text)}</strong> ({anchor})"
                 f"<ul><li>{_answer_line(question)}</li></ul></li>"
             )
         out += ["</ul>", ""]
     return "\n".join(out).rstrip("\n") + "\n"
+
+
+# A heading that contains one of these cannot be named in a wikilink.
+_NOT_IN_LINK = ("#", "|", "[[", "]]", "^")
+
+
+def _question_fragment(note: Note | None, question: Question) -> str:
+    """Return the wikilink fragment that lands nearest to the question: its block id, else the
+    last heading above it, else nothing (the top of the note)."""
+    if question.block_id:
+        return f"^{question.block_id}"
+    heading = None
+    for candidate in note.headings if note is not None else []:
+        if candidate.line > question.line:
+            break
+        if candidate.text and not any(mark in candidate.text for mark in _NOT_IN_LINK):
+            heading = candidate
+    return heading.text if heading is not None else ""
 
 
 # Characters that kb's parser reads as syntax (tags, links, math, comments, block ids, code)

@@ -599,3 +599,15 @@ def test_cli_entry_point_runs(tmp_path: Path) -> None:
                                capture_output=True, text=True, timeout=60)
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.count(PERSON_NOTE) == 10
+
+
+def test_questions_page_links_each_line(tmp_path: Path) -> None:
+    root = _make_project(tmp_path, with_person_note=False)
+    (root / "docs" / "Q.md").write_text(
+        "Why is the sky blue at noon?\n\n# Optics\n\nWhat bends the light here?\n\n"
+        "## Odd # heading\n\nHow does this one link?\n", encoding="utf-8",
+    )
+    page = questions_page_markdown(Project.discover(root))
+    assert "([[Q|line 1]])" in page
+    assert "([[Q#Optics|line 5]])" in page
+    assert "([[Q#Optics|line 9]])" in page  # a heading with "#" cannot be linked to
