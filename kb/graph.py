@@ -19,8 +19,9 @@ Dependency rules, used by the tree and the learning order of a topic:
   are removed before sorting and reported as cut.
 
 Caveats: self links are kept as self-loops in the graph but ignored by the ordering
-functions, and cycles among prerequisites are broken deterministically (weak edges first,
-then the alphabetically last edge of the cycle) and reported, never silently.
+functions, and cycles among prerequisites are broken deterministically (by an edge whose
+removal keeps every prerequisite reachable, weak edges first, then in alphabetical order) and
+reported, never silently.
 """
 
 from __future__ import annotations
@@ -230,11 +231,13 @@ def learning_order(D: nx.DiGraph, topic: str) -> tuple[list[str], list[tuple[str
     """Return the prerequisites of ``topic`` in a learning order, and the edges cut to get it.
 
     Prerequisites come before what needs them and ``topic`` comes last: edges into it are cut
-    first. Unresolved targets are left out (see :func:`topic_dependencies`), and so is a note
-    that the topic reaches only through a cut edge. Ties are broken
+    first. Unresolved targets are left out (see :func:`topic_dependencies`). Ties are broken
     alphabetically, so the order is deterministic. Cycles are found one at a time, and each
-    loses its alphabetically last weak edge, or its alphabetically last edge when all are
-    strong. NOTE: this need not cut the fewest edges.
+    loses one edge whose removal keeps every prerequisite reachable from the topic, so the
+    order lists every note of the dependency tree: the alphabetically last such weak edge,
+    else the alphabetically last such strong edge. Every cycle has such an edge (one that a
+    depth-first search from the topic meets as a back edge). NOTE: this need not cut the
+    fewest edges.
     """
     dependencies = topic_dependencies(D, topic)
     H = dependencies.graph
@@ -246,11 +249,16 @@ def learning_order(D: nx.DiGraph, topic: str) -> tuple[list[str], list[tuple[str
             break
         edges = [(u, v) for u, v, *_ in cycle]
         weak = sorted(edge for edge in edges if H.edges[edge]["strength"] == "weak")
-        edge = weak[-1] if weak else sorted(edges)[-1]
-        H.remove_edge(*edge)
-        cut.append(edge)
-        # A note reached only through the cut edge is no longer a prerequisite of the topic.
-        H.remove_nodes_from(set(H) - nx.descendants(H, topic) - {topic})
+        strong = sorted(edge for edge in edges if H.edges[edge]["strength"] != "weak")
+        for edge in [*reversed(weak), *reversed(strong)]:
+            data = H.edges[edge]
+            H.remove_edge(*edge)
+            if len(nx.descendants(H, topic)) + 1 == len(H):
+                cut.append(edge)
+                break
+            H.add_edge(*edge, **data)  # the cut would strand a prerequisite: try the next
+        else:
+            raise AssertionError(f"no edge of the cycle {edges} can be cut")
     # Edges point from a note to its prerequisite, so reverse them for "prerequisites first".
     order = list(nx.lexicographical_topological_sort(H.reverse(copy=False), key=str))
     return order, cut

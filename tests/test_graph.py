@@ -271,7 +271,7 @@ def test_learning_order_reverse_topic_first(hub_graph):
     assert cut == [("UNet.md", "DDPM.md")]
 
 
-def test_learning_order_drops_notes_behind_cut(tmp_path):
+def test_learning_order_keeps_every_prerequisite(tmp_path):
     notes = {
         "Topic.md": "---\nrequires: ['[[X]]']\n---\n",
         "X.md": "[[Y]]\n",
@@ -280,10 +280,10 @@ def test_learning_order_drops_notes_behind_cut(tmp_path):
     }
     D = dependency_graph(build_graph(write_vault(tmp_path, notes)))
     order, cut = learning_order(D, "Topic.md")
-    # X and Y form a cycle, and X's weak link to Y is cut. Y and Z were reached only through
-    # that link, so they are no longer prerequisites of the topic.
-    assert cut == [("X.md", "Y.md")]
-    assert order == ["X.md", "Topic.md"]
+    # X and Y form a cycle. Cutting X's weak link to Y would strand Y and Z, which the topic
+    # reaches only through it, so Y's requirement of X is cut instead.
+    assert cut == [("Y.md", "X.md")]
+    assert order == ["Z.md", "Y.md", "X.md", "Topic.md"]
 
 
 def test_topic_dependencies_cut_and_missing(hub_graph):
@@ -293,3 +293,23 @@ def test_topic_dependencies_cut_and_missing(hub_graph):
     assert found.missing == ["unresolved:Not written.md"]
     assert "unresolved:Not written.md" not in found.graph
     assert found.graph.in_degree("Cold.md") == 0
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_learning_order_lists_every_reachable_note(seed):
+    import random
+
+    rng = random.Random(seed)
+    D = nx.DiGraph()
+    names = [f"N{i}.md" for i in range(12)]
+    D.add_nodes_from(names)
+    for u in names:
+        for v in rng.sample(names, 3):
+            if u != v:
+                D.add_edge(u, v, strength=rng.choice(["weak", "strong"]))
+    order, cut = learning_order(D, "N0.md")
+    assert set(order) == nx.descendants(D, "N0.md") | {"N0.md"}
+    assert order[-1] == "N0.md"
+    position = {node: index for index, node in enumerate(order)}
+    kept = [edge for edge in D.subgraph(order).edges if edge not in set(cut)]
+    assert all(position[v] < position[u] for u, v in kept)
