@@ -221,6 +221,7 @@ class KbPlugin(BasePlugin[KbConfig]):
         """Add generated pages, vendored assets, snippets and the graph data. Priority 0."""
         assert self.vault is not None
         self._drop_outside_files(files, config)
+        self._drop_unread_notes(files)
         self.generated = {}
         pages = [("questions", self.config.questions_page, "Open questions")]
         if self.config.graph_enabled:
@@ -251,7 +252,9 @@ class KbPlugin(BasePlugin[KbConfig]):
             for problem in self.vault.link_problems():
                 log.warning("%s", problem)
         for problem in self.vault.problems:
-            log.info("%s", problem)
+            # Bad input (an unreadable or binary note, invalid front matter) is a warning, so
+            # `mkdocs build --strict` stops on it as it does on a broken link.
+            (log.warning if problem.severity in ("error", "warning") else log.info)("%s", problem)
 
         if self.config.graph_enabled:
             G = self.graph if self.config.graph_unresolved else build_graph(self.vault, False)
@@ -262,6 +265,17 @@ class KbPlugin(BasePlugin[KbConfig]):
             )
             files.append(File.generated(config, GRAPH_JSON, content=data))
         return files
+
+    def _drop_unread_notes(self, files: Files) -> None:
+        """Remove the notes that the vault load skipped (binary, too large or unreadable).
+
+        Their warnings name each one, and MkDocs would stop the build on reading them.
+        """
+        assert self.vault is not None
+        for file in list(files.documentation_pages()):
+            path = unicodedata.normalize("NFC", file.src_uri)
+            if path in self.vault.files and path not in self.vault.notes:
+                files.remove(file)
 
     def _drop_outside_files(self, files: Files, config: MkDocsConfig) -> None:
         """Remove files that MkDocs found through symbolic links pointing outside docs_dir.
@@ -473,7 +487,11 @@ class KbPlugin(BasePlugin[KbConfig]):
             log.warning("%s: deleted while the site was built; the next build leaves it out",
                         page.file.src_uri)
             return ""
-        except (OSError, UnicodeDecodeError):
+        except UnicodeDecodeError as error:
+            log.warning("%s: byte %d is not valid UTF-8; re-save the note as UTF-8",
+                        page.file.src_uri, error.start)
+            return "This note is not valid UTF-8, so the site cannot show it. Re-save it as UTF-8.\n"
+        except OSError:
             return None  # MkDocs reads it again and reports the error itself
 
     @event_priority(50)

@@ -20,6 +20,7 @@ Attachments must be linked with their extension, so ``[[lecture]]`` never finds
 
 from __future__ import annotations
 
+import codecs
 import gc
 import logging
 import os
@@ -43,6 +44,14 @@ MAX_NOTE_BYTES = 64 * 1024 * 1024
 
 _SKIPPED_DIRECTORIES = {"node_modules", "__pycache__"}
 _BYTE_LINE_BREAK = re.compile(rb"\r\n|\r|\n")
+# Byte order marks of the Unicode encodings other than UTF-8, UTF-32 first because its
+# little-endian mark starts with UTF-16's.
+_UNICODE_BOMS = [
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+]
 
 
 def _key(path: str) -> str:
@@ -196,11 +205,22 @@ class Vault:
             )
             return None
 
+        for bom, encoding in _UNICODE_BOMS:
+            if data.startswith(bom):
+                # Windows editors save "Unicode" text as UTF-16 with a byte order mark; its
+                # NUL bytes would otherwise make the note look binary.
+                self.problems.append(
+                    Problem(path, 1, "warning", "invalid-encoding",
+                            f"the note is saved as {encoding.upper()}, not UTF-8; kb reads it, "
+                            "but Obsidian and MkDocs expect UTF-8, so re-save it as UTF-8")
+                )
+                data = data[len(bom):].decode(encoding, errors="replace").encode("utf-8")
+                break
         if b"\x00" in data[:8192]:
             self.problems.append(
                 Problem(path, None, "warning", "binary-note",
-                        "the file ends in .md but holds binary data (NUL bytes); rename it "
-                        "with its real extension")
+                        "the file ends in .md but holds binary data (NUL bytes); if it is "
+                        "text, re-save it as UTF-8, else rename it with its real extension")
             )
             return None
         problems: list[Problem] = []

@@ -155,7 +155,7 @@ def test_serve_survives_rapid_edits(tmp_path):
     assert "Traceback" not in output, output[-3000:]
 
 
-def test_note_deleted_before_read_gives_empty_page(tmp_path, caplog):
+def test_late_notes_never_stop_a_rebuild(tmp_path, caplog):
     """A note created after the vault load and deleted before MkDocs reads it: under
     `mkdocs serve` this happens when edits come fast, and it must not stop the rebuild."""
     from mkdocs.config.defaults import MkDocsConfig
@@ -184,3 +184,10 @@ def test_note_deleted_before_read_gives_empty_page(tmp_path, caplog):
     with caplog.at_level("WARNING"):
         assert plugin.on_page_read_source(page=gone, config=config) == ""
     assert "Gone.md: deleted while the site was built" in caplog.text
+
+    (docs / "Garbled.md").write_bytes(b"# Garbled\n\xff\xfe [[")
+    garbled = Page(None, File("Garbled.md", str(docs), str(tmp_path / "site"), True), config)
+    with caplog.at_level("WARNING"):
+        text = plugin.on_page_read_source(page=garbled, config=config)
+    assert text.startswith("This note is not valid UTF-8")
+    assert "Garbled.md: byte 10 is not valid UTF-8; re-save the note as UTF-8" in caplog.text

@@ -245,3 +245,17 @@ def test_ml_notes_builds_with_only_broken_link_warnings(tmp_path):
     assert messages
     for message in messages:
         assert re.match(r"kb: .+\.md:\d+: warning: \[\[.+\]\]: no note or file named", message), message
+
+
+def test_unreadable_notes_warn_and_site_builds(tmp_path):
+    site = build_site(tmp_path, {
+        "index.md": "# Home\n\n[[Wide]]\n",
+        "Wide.md": "# Wide\n\nSaved by Notepad.\n".encode("utf-16"),
+        "Image.md": b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR",
+    })
+    assert "Saved by Notepad." in site.article("Wide.md")
+    assert not site.page_path("Image.md").exists()
+    assert any(message.startswith("kb: Wide.md:1: warning: the note is saved as UTF-16")
+               for message in site.warnings)
+    assert any(message.startswith("kb: Image.md: warning: the file ends in .md but holds binary")
+               for message in site.warnings)

@@ -118,6 +118,21 @@ def test_bom_stripped(tmp_path):
     assert vault.notes["Bom.md"].links[0].line == 4
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-32"])
+def test_other_unicode_encodings_read(tmp_path, encoding):
+    write_good_notes(tmp_path)
+    text = "# Wide\n\nSee [[Target]] and naïve text.\n"
+    bom = {"utf-16-be": b"\xfe\xff"}.get(encoding, b"")
+    (tmp_path / "Wide.md").write_bytes(bom + text.encode(encoding))
+    vault = Vault.load(tmp_path)
+
+    assert problems_for(vault, "Wide.md") == [("Wide.md", 1, "invalid-encoding")]
+    assert "re-save it as UTF-8" in str(vault.problems[0])
+    assert vault.notes["Wide.md"].text == text
+    assert vault.notes["Wide.md"].links[0].target == "Target.md"
+    assert_good_note_loads(vault)
+
+
 def test_binary_file_skipped(tmp_path):
     write_good_notes(tmp_path)
     (tmp_path / "Image.md").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)))
