@@ -263,6 +263,11 @@ def _render_span(
     comments = _comment_spans(note, start, end)
     for comment_start, comment_end in comments:
         edits.append((comment_start, comment_end, "comment", None))
+    for span_start, span_end in note.verbatim:
+        if start <= span_start and span_end <= end and text.startswith("$$", span_start):
+            inline = _inline_display_math(text, span_start, span_end)
+            if inline is not None:
+                edits.append((span_start, span_end, "math", inline))
     # A comment sorts before a link or tag at the same offset, so it hides them.
     edits.sort(key=lambda edit: (edit[0], edit[2] != "comment"))
     code_lines = _code_lines(note)
@@ -375,6 +380,8 @@ def _render_span(
             pieces.append(text[position:edit_start])
             if kind == "comment":
                 pass
+            elif kind == "math":
+                pieces.append(record)
             elif kind == "tag":
                 pieces.append(_render_tag(ctx, record))
             elif record.kind == "embed":
@@ -441,6 +448,25 @@ class _ListIndents:
             return None
         level = min(sum(indent < width for indent in self.indents), self.MAX_LEVEL)
         return INDENT * max(level, 1), len(rest) - len(stripped)
+
+
+def _inline_display_math(text: str, start: int, end: int) -> str | None:
+    """Return ``$$x$$`` written inside a line of text as ``$\\displaystyle x$``, else None.
+
+    Obsidian shows such math in display style. Python-Markdown's arithmatex reads ``$$`` only
+    as a block of its own lines, and inside a line it would take ``$x$`` as inline math and
+    leave a ``$`` on each side.
+    """
+    tex = text[start + 2 : end - 2].strip()
+    if not tex or "\n" in tex or "\r" in tex:
+        return None
+    line_start = max(text.rfind("\n", 0, start), text.rfind("\r", 0, start)) + 1
+    line_end = min((i for i in (text.find("\n", end), text.find("\r", end)) if i >= 0), default=len(text))
+    before = text[line_start:start].strip(" \t>")
+    after = text[end:line_end].strip()
+    if not before and not after:
+        return None  # a display block of its own: arithmatex renders it
+    return f"$\\displaystyle {tex}$"
 
 
 def _indent_columns(whitespace: str) -> int:

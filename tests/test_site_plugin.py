@@ -124,6 +124,17 @@ def test_math_reaches_page_unchanged(tmp_path):
     assert 'class="kb-link"' not in article
 
 
+def test_display_math_inside_a_line(tmp_path):
+    site = build_site(
+        tmp_path,
+        {"M.md": "# M\n\nWhat is $$\\int_0^1 f(x)\\,dx$$ here?\n\n$$a^2$$\n\n$$\nb^2\n$$\n"},
+    )
+    article = site.article("M.md")
+    assert '<span class="arithmatex">\\(\\displaystyle \\int_0^1 f(x)\\,dx\\)</span> here?' in article
+    assert "$" not in re.sub(r'<(span|div) class="arithmatex">.*?</\1>', "", article, flags=re.S)
+    assert article.count('<div class="arithmatex">') == 2
+
+
 def test_reference_section_is_folded(tmp_path):
     site = build_site(
         tmp_path,
