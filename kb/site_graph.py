@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Callable
 
 import networkx as nx
 
 from kb.model import Note
+# The Questions page's inline rendering: emphasis, code and math, everything else escaped.
+from kb.questions import question_html
 from kb.site_markdown import escape_text
 from kb.vault import Vault
 
@@ -77,6 +80,9 @@ def local_graph_html(path: str, depth: int) -> str:
     )
 
 
+_BLOCK_ID_AT_END = re.compile(r"(?:^|\s)\^[A-Za-z0-9-]+$")
+
+
 def _context_line(note: Note, line_number: int) -> str:
     """Return one line of ``note`` as plain text, links shown by their display text."""
     starts = [0]
@@ -101,6 +107,7 @@ def _context_line(note: Note, line_number: int) -> str:
             cursor = link.end
     pieces.append(text[cursor:end])
     context = "".join(pieces).strip().lstrip(">#-*+ \t").strip()
+    context = _BLOCK_ID_AT_END.sub("", context)
     return context if len(context) <= 240 else context[:237] + "..."
 
 
@@ -125,7 +132,7 @@ def backlinks_html(
             anchor = f'<a class="kb-backlink" href="{escape_text(url)}">{name}</a>' if url else name
             contexts = "".join(
                 f'<li class="kb-context"><span class="kb-line">{line}</span> '
-                f"{escape_text(_context_line(note, line))}</li>"
+                f"{question_html(_context_line(note, line))}</li>"
                 for line in sorted(lines)
             )
             items.append(f"<li>{anchor}<ul>{contexts}</ul></li>")
