@@ -77,8 +77,8 @@ def compare(label: str, docs: Path, runs: int) -> float:
         for _ in range(runs):
             times["plain"].append(time_build(project, PLAIN))
             times["kb"].append(time_build(project, WITH_KB))
-    wall = {name: statistics.median(t[0] for t in runs_) for name, runs_ in times.items()}
-    cpu = {name: statistics.median(t[1] for t in runs_) for name, runs_ in times.items()}
+    wall = {name: statistics.median(sample[0] for sample in samples) for name, samples in times.items()}
+    cpu = {name: statistics.median(sample[1] for sample in samples) for name, samples in times.items()}
     ratio = wall["kb"] / wall["plain"]
     print(
         f"{label}: wall plain {wall['plain']:.2f} s, with kb {wall['kb']:.2f} s, ratio {ratio:.2f}x; "

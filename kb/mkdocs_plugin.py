@@ -149,7 +149,7 @@ class KbPlugin(BasePlugin[KbConfig]):
         self.files: Files | None = None
         self._files_by_path: dict[str, File] | None = None
         """Files by source path, made on the first page of a build, when no plugin adds or
-        replaces files any more; ``Files.get_file_from_path`` normalises each path first,
+        replaces files any more. ``Files.get_file_from_path`` normalises each path first,
         which took a tenth of a second per thousand notes."""
         self.root: Path | None = None
         self.slugify = default_slugify

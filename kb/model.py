@@ -192,8 +192,8 @@ class Note:
     callouts: list[Callout] = field(default_factory=list)
     code_blocks: list[CodeBlock] = field(default_factory=list)
     verbatim: list[tuple[int, int]] = field(default_factory=list)
-    """Offsets (start, end) of code blocks, code spans and math, where no link or tag is read;
-    code blocks first, then the inline spans, each group in text order."""
+    """Offsets (start, end) of code blocks, code spans and math, where no link or tag is read.
+    Code blocks come first, then the inline spans, each group in text order."""
     aliases: list[str] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
 

@@ -275,11 +275,9 @@ def detect_questions(note: Note) -> list[Question]:
     answer_note = "answers" in note.frontmatter
     # Code, math and comments are blanked for the block rule, and filled with "x" for the
     # question rule (see _fill_line).
-    spans = verbatim_spans(note)
-    masked = blank_spans(note.text, spans)
+    masked = blank_spans(note.text, verbatim_spans(note))
     if "%%" in masked or "<!--" in masked:
-        spans = sorted(spans + [match.span() for match in _COMMENT.finditer(masked)])
-        masked = blank_spans(note.text, spans)
+        masked = blank_spans(masked, [match.span() for match in _COMMENT.finditer(masked)])
     masked_lines = _LINE_BREAK.split(masked)
     text_lines = _LINE_BREAK.split(note.text)
     # By line number: whether the line has a "?" outside code, math and comments.
@@ -669,11 +667,10 @@ def question_html(text: str) -> str:
         raw = match.group()
         if kind == "code":
             width = len(match.group("ticks"))
-            code = html.escape(raw[width:-width].strip(), quote=False)
-            parts.append(f"<code>{code.translate(_PARSER_SYNTAX)}</code>")
+            parts.append(f"<code>{_plain_html(raw[width:-width].strip())}</code>")
         else:
             width = 2 if kind == "dmath" else 1
-            tex = html.escape(raw[width:-width].strip(), quote=False).translate(_PARSER_SYNTAX)
+            tex = _plain_html(raw[width:-width].strip())
             parts.append(f'<span class="arithmatex">&#92;({tex}&#92;)</span>')
         last = match.end()
     parts.append(_text_html(text[last:]))

@@ -311,5 +311,5 @@ def test_learning_order_lists_every_reachable_note(seed):
     assert set(order) == nx.descendants(D, "N0.md") | {"N0.md"}
     assert order[-1] == "N0.md"
     position = {node: index for index, node in enumerate(order)}
-    kept = [edge for edge in D.subgraph(order).edges if edge not in set(cut)]
-    assert all(position[v] < position[u] for u, v in kept)
+    kept_edges = [edge for edge in D.subgraph(order).edges if edge not in set(cut)]
+    assert all(position[v] < position[u] for u, v in kept_edges)

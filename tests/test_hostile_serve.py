@@ -175,19 +175,19 @@ def test_late_notes_never_stop_a_rebuild(tmp_path, caplog):
     config = MkDocsConfig()
     config.load_dict({"site_name": "race", "docs_dir": str(docs)})
     (docs / "Late.md").write_text("# Late\n", encoding="utf-8")
-    late = Page(None, File("Late.md", str(docs), str(tmp_path / "site"), True), config)
-    gone = Page(None, File("Gone.md", str(docs), str(tmp_path / "site"), True), config)
-    kept = Page(None, File("Kept.md", str(docs), str(tmp_path / "site"), True), config)
+    late_page = Page(None, File("Late.md", str(docs), str(tmp_path / "site"), True), config)
+    deleted_page = Page(None, File("Gone.md", str(docs), str(tmp_path / "site"), True), config)
+    loaded_page = Page(None, File("Kept.md", str(docs), str(tmp_path / "site"), True), config)
 
-    assert plugin.on_page_read_source(page=kept, config=config) == "# Kept\n"
-    assert plugin.on_page_read_source(page=late, config=config) == "# Late\n"
+    assert plugin.on_page_read_source(page=loaded_page, config=config) == "# Kept\n"
+    assert plugin.on_page_read_source(page=late_page, config=config) == "# Late\n"
     with caplog.at_level("WARNING"):
-        assert plugin.on_page_read_source(page=gone, config=config) == ""
+        assert plugin.on_page_read_source(page=deleted_page, config=config) == ""
     assert "Gone.md: deleted while the site was built" in caplog.text
 
     (docs / "Garbled.md").write_bytes(b"# Garbled\n\xff\xfe [[")
-    garbled = Page(None, File("Garbled.md", str(docs), str(tmp_path / "site"), True), config)
+    garbled_page = Page(None, File("Garbled.md", str(docs), str(tmp_path / "site"), True), config)
     with caplog.at_level("WARNING"):
-        text = plugin.on_page_read_source(page=garbled, config=config)
+        text = plugin.on_page_read_source(page=garbled_page, config=config)
     assert text.startswith("This note is not valid UTF-8")
     assert "Garbled.md: byte 10 is not valid UTF-8; re-save the note as UTF-8" in caplog.text
