@@ -26,7 +26,7 @@ VENDOR_DIR = ASSETS_DIR / "vendor"
 # Files (relative to node_modules) copied into VENDOR_DIR, keeping their relative paths. A
 # folder entry copies the files in it whose names match the pattern after the colon.
 # KaTeX ships each font as WOFF2, WOFF and TrueType. Every browser that runs force-graph reads
-# WOFF2 and never asks for the other two, so only WOFF2 is kept: a third of the files that
+# WOFF2 and never requests the other two, so only WOFF2 is kept: a third of the files that
 # every site build copies.
 _VENDORED = [
     "katex/dist/katex.min.js",
