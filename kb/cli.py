@@ -31,6 +31,7 @@ from kb.graph import (
 )
 from kb.model import _ESCAPE_CONTROL, Problem
 from kb.project import Project
+from kb.site_pages import is_filled_page
 
 __all__ = ["main", "plural"]
 
@@ -522,6 +523,8 @@ def command_check(args: argparse.Namespace) -> int:
                         "the note or fix the name")
             )
     for orphan in summary(G)["orphans"]:
+        if is_filled_page(vault.notes[orphan]):
+            continue  # its links appear when the site fills it in
         problems.append(
             Problem(orphan, None, "info", "orphan-note",
                     "no links to or from this note; link it from a related note")

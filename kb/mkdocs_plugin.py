@@ -33,7 +33,7 @@ from mkdocs.structure.pages import Page
 
 from kb.graph import build_graph
 from kb.project import Project
-from kb.site_assets import ASSETS_DIR, VENDOR_DIR, VendorError, install_vendor, vendor_files
+from kb.site_assets import ASSETS_DIR, VENDOR_DIR, VendorError, install_vendor
 from kb.site_graph import backlinks_html, graph_json, local_graph_html
 from kb.site_markdown import RenderContext, escape_text, heading_slugs, render_note
 from kb.site_sanitize import escape_page_meta, sanitize_html
@@ -156,6 +156,8 @@ class KbPlugin(BasePlugin[KbConfig]):
         self.separator = "-"
         self.generated: dict[str, str] = {}
         """Site path to text of each page kb wrote because the vault has no note of that name."""
+        self.vendor: list[Path] = []
+        """Vendored KaTeX and force-graph files, listed once per build by ``on_config``."""
         self.notebook_pages: dict[str, str] = {}
         """Vault path of a snippet to the site path of its notebook page."""
         self._slug_cache: dict[str, list[str]] = {}
@@ -188,9 +190,10 @@ class KbPlugin(BasePlugin[KbConfig]):
         self.separator = toc.get("separator", "-")
 
         try:
-            install_vendor()
+            self.vendor = install_vendor()
         except VendorError as error:
             log.error("%s", error)
+            self.vendor = []
         css = [f"{ASSET_PREFIX}/vendor/katex/dist/katex.min.css", f"{ASSET_PREFIX}/kb.css"]
         js = [f"{ASSET_PREFIX}/vendor/katex/dist/katex.min.js"] if self.config.math_enabled else []
         js += [f"{ASSET_PREFIX}/vendor/force-graph/dist/force-graph.min.js", f"{ASSET_PREFIX}/kb.js"]
@@ -237,7 +240,7 @@ class KbPlugin(BasePlugin[KbConfig]):
 
         for source in sorted(ASSETS_DIR.glob("kb.*")):
             self._add_asset(files, config, f"{ASSET_PREFIX}/{source.name}", source)
-        for source in vendor_files():
+        for source in self.vendor:
             relative = source.relative_to(VENDOR_DIR).as_posix()
             self._add_asset(files, config, f"{ASSET_PREFIX}/vendor/{relative}", source)
         for path, source in sorted(self.vault.files.items()):

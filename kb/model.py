@@ -14,6 +14,7 @@ __all__ = [
     "Block",
     "Callout",
     "CodeBlock",
+    "ExternalLink",
     "Heading",
     "Link",
     "Note",
@@ -109,6 +110,28 @@ class Block:
     start_line: int
     end_line: int
     """First and last line of the block's content (inclusive)."""
+    start: int = -1
+    """Offset of the ``^id`` marker in the note's text; ``end`` is the offset just past it."""
+    end: int = -1
+
+    def __str__(self) -> str:
+        return f"{self.source}:{self.line}"
+
+
+@dataclass(slots=True)
+class ExternalLink:
+    """A Markdown link that leaves the vault (``[text](https://...)``) or has no destination.
+
+    It is no edge of the graph; the parse keeps it so that readers of the note's text, such as
+    the question rule, know where its text lies.
+    """
+
+    url: str
+    display: str
+    source: str
+    line: int
+    start: int
+    end: int
 
     def __str__(self) -> str:
         return f"{self.source}:{self.line}"
@@ -186,6 +209,7 @@ class Note:
     """Offset of the first character after the front matter."""
     body_line: int = 1
     links: list[Link] = field(default_factory=list)
+    external_links: list[ExternalLink] = field(default_factory=list)
     tags: list[Tag] = field(default_factory=list)
     headings: list[Heading] = field(default_factory=list)
     blocks: list[Block] = field(default_factory=list)

@@ -26,7 +26,7 @@ from urllib.parse import unquote
 
 import yaml
 
-from kb.model import Block, Callout, CodeBlock, Heading, Link, Note, Problem, Tag
+from kb.model import Block, Callout, CodeBlock, ExternalLink, Heading, Link, Note, Problem, Tag
 
 __all__ = [
     "ATTACHMENT_EXTENSIONS",
@@ -977,7 +977,16 @@ def _parse_inline(note: Note, masked: str, lines: _Lines) -> str:
                     dropped += 1
         elif group == "mdlink":
             link = _markdown_link(note, match, lines)
-            if link is not None and len(links) >= MAX_LINKS_PER_NOTE:
+            if link is None and len(note.external_links) >= MAX_LINKS_PER_NOTE:
+                dropped += 1
+            elif link is None:
+                url = match.group("dest").strip()
+                if url.startswith("<") and url.endswith(">"):
+                    url = url[1:-1]
+                note.external_links.append(
+                    ExternalLink(url, match.group("text"), note.path, line_of(start), start, end)
+                )
+            elif len(links) >= MAX_LINKS_PER_NOTE:
                 link = None
                 dropped += 1
         else:
@@ -1101,7 +1110,10 @@ def _parse_block_ids(note: Note, masked: str, lines: _Lines) -> None:
         if not _LIST_ITEM.match(_line_content(masked, lines, start_line) or "x") or own_line:
             start_line = _run_start(note, masked, lines, start_line, run_starts)
         note.blocks.append(
-            Block(match.group("id"), note.path, line, max(start_line, note.body_line), max(end_line, note.body_line))
+            Block(
+                match.group("id"), note.path, line, max(start_line, note.body_line),
+                max(end_line, note.body_line), match.start(), match.end("id"),
+            )
         )
 
 

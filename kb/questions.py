@@ -29,6 +29,7 @@ passed, ``failed`` when one failed, ``not run`` when one has no result for its c
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import html
 import re
@@ -37,9 +38,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kb.inline_html import inline_html, plain_html
 from kb.model import Note, Problem
 from kb.own_words import OwnWords, read_own_words
-from kb.parse import INLINE_PATTERN, blank_spans, verbatim_spans
+from kb.parse import blank_spans, split_wikilink, verbatim_spans
 from kb.project import Project
 
 __all__ = [
@@ -65,14 +67,9 @@ _LIST_ITEM = re.compile(r"^(?P<indent>[ \t]*)(?P<bullet>[-+*]|\d{1,9}[.)])(?:[ \
 _TASK = re.compile(r"^[ \t]*(?:[-+*]|\d{1,9}[.)])[ \t]+\[(?P<state>.)\](?:[ \t]|$)")
 _RULE = re.compile(r"^[ ]{0,3}(?:(?:-[ \t]*){3,}|(?:\*[ \t]*){3,}|(?:_[ \t]*){3,})$")
 _COMMENT = re.compile(r"<!--.*?-->|%%.*?%%", re.DOTALL)
-# NOTE: these patterns strip links, tags and block ids from block text for the question rule
-# and the displayed question. They duplicate what the parser already records with offsets
-# (Note.links, Note.tags, Note.blocks); reading those spans instead would keep one parse.
-_WIKILINK = re.compile(r"!?\[\[(?:[^\[\]\n]|\[(?!\[)|\](?!\]))*?\]\]")
-_MDLINK = re.compile(r"!?\[(?:[^\[\]\n]|\[[^\[\]\n]*\])*\]\([^()\n]*(?:\([^()\n]*\)[^()\n]*)*\)")
+# Bare URLs and footnote references are no links in kb's parse, so the rule finds them here.
 _URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://\S+|\bwww\.\S+")
-_TAG = re.compile(r"(?:(?<=\s)|^)#[\w\-/]+")
-_BLOCK_ID = re.compile(r"(?:^|(?<=[ \t]))\^[A-Za-z0-9-]+[ \t]*$", re.MULTILINE)
+_FOOTNOTE_REF = re.compile(r"\[\^[^\]\s]+\](?!:)")
 # A "?" that ends a sentence: right after a word or closing punctuation, and followed by
 # space, closing punctuation or the end.
 _QUESTION_MARK = re.compile(r"(?<=[\w)\]\"'*_»”’])\?+(?=[\s)\]\"'*_»”’.,;:!]|$)")
@@ -139,26 +136,86 @@ def _blocks(masked_lines: list[str]) -> list[_Block]:
     return blocks
 
 
-def _strip_markup(text: str) -> str:
-    """Replace links and URLs with a word that has no ``?``; drop tags and block ids."""
-    text = _WIKILINK.sub(" link", text)
-    text = _MDLINK.sub(" link", text)
-    text = _URL.sub(" link", text)
-    text = _TAG.sub(" ", text)
-    return _BLOCK_ID.sub("", text)
+@dataclass(slots=True)
+class _Markup:
+    """A link, inline tag, block id or footnote reference of the note body, from the parse."""
+
+    start: int
+    end: int
+    kind: str
+    """``link``, ``tag``, ``block id`` or ``footnote``."""
+    replacement: str
+    """Text that replaces it in the displayed question: a link's text, a tag as written, or ``""``."""
+
+
+def _link_text(display: str | None, fallback: str) -> str:
+    """Return the text a link shows in a question; an answer link shows nothing."""
+    label = (display if display is not None else fallback).strip()
+    return "" if label.casefold() == ANSWER_DISPLAY else label
+
+
+def _markup(note: Note) -> list[_Markup]:
+    """Return the note's links, inline tags and block ids in text order, read from its parse."""
+    found: list[_Markup] = []
+    for link in note.links:
+        if link.syntax == "property":
+            continue
+        if link.syntax == "markdown":
+            displayed = _link_text(link.display, "")
+        else:
+            inner = link.raw[link.raw.index("[[") + 2 : -2]
+            path, _subpath, display = split_wikilink(inner)
+            # "[[#Heading]]" shows its heading; an image size shows no text.
+            displayed = _link_text(None if link.size else display, path or inner.partition("|")[0])
+        found.append(_Markup(link.start, link.end, "link", displayed))
+    for external in note.external_links:
+        found.append(
+            _Markup(external.start, external.end, "link", _link_text(external.display, ""))
+        )
+    for tag in note.tags:
+        if tag.origin == "inline":
+            question_tag = tag.name == QUESTION_TAG or tag.name.startswith(QUESTION_TAG + "/")
+            displayed = "" if question_tag else note.text[tag.start : tag.end]
+            found.append(_Markup(tag.start, tag.end, "tag", displayed))
+    for block in note.blocks:
+        if block.start >= 0:
+            found.append(_Markup(block.start, block.end, "block id", ""))
+    found.sort(key=lambda item: item.start)
+    return found
+
+
+def _block_markup(
+    markup: list[_Markup], starts: list[int], masked: str, start: int, end: int
+) -> list[_Markup]:
+    """Return the markup between offsets ``start`` and ``end``, leaving out what lies inside a
+    comment, and the footnote references there."""
+    found = []
+    for item in markup[bisect.bisect_left(starts, start) :]:
+        if item.start >= end:
+            break
+        if item.end <= end and masked[item.start] != " ":
+            found.append(item)
+    if "[^" in masked[start:end]:
+        found += [
+            _Markup(*match.span(), "footnote", "")
+            for match in _FOOTNOTE_REF.finditer(masked, start, end)
+        ]
+        found.sort(key=lambda item: item.start)
+    return found
 
 
 def asks_question(text: str) -> bool:
     """Return whether ``text`` has a sentence of at least three words ending in ``?``.
 
-    Code spans and math must already be replaced by other non-space characters, so that
-    ``Why is `x`?`` still ends in a question mark right after its last word. The sentence
-    starts after the last ``.``, ``!``, ``?``, ``:`` or ``;`` followed by a space, so the
-    one-word fragment in "Binary? Use one output." does not count.
+    Links, tags and block ids must already be taken out (see _rule_text), and code spans and
+    math replaced by other non-space characters, so that ``Why is `x`?`` still ends in a
+    question mark right after its last word. The sentence starts after the last ``.``, ``!``,
+    ``?``, ``:`` or ``;`` followed by a space, so the one-word fragment in "Binary? Use one
+    output." does not count.
     """
     if "?" not in text:
-        return False  # the common case, decided without the markup passes below
-    stripped = _strip_markup(text)
+        return False  # the common case, decided without the passes below
+    stripped = _URL.sub(" link", text)
     for mark in _QUESTION_MARK.finditer(stripped):
         sentence = _SENTENCE_END.split(stripped[: mark.start()])[-1]
         if len(_WORD.findall(sentence)) >= MIN_QUESTION_WORDS:
@@ -166,44 +223,61 @@ def asks_question(text: str) -> bool:
     return False
 
 
-def _fill_line(text_line: str, masked_line: str) -> str:
-    """Put "x" where ``masked_line`` blanked a character of ``text_line`` that is not white
-    space, so that ``Why is `x`?`` still ends in a word before its question mark."""
-    if text_line == masked_line:
-        return masked_line
+def _fill(text: str, masked: str) -> str:
+    """Put "x" where ``masked`` blanked a character of ``text`` that is not white space, so
+    that ``Why is `x`?`` still ends in a word before its question mark."""
+    if text == masked:
+        return masked
     return "".join(
         "x" if blanked == " " and not original.isspace() else blanked
-        for original, blanked in zip(text_line, masked_line)
+        for original, blanked in zip(text, masked)
     )
 
 
-def _display_text(raw: str, kind: str) -> str:
-    """Render the question as a reader sees it: links as their text, no answer links or tags."""
+def _rule_text(text: str, masked: str, start: int, end: int, markup: list[_Markup]) -> str:
+    """Return ``text[start:end]`` as the question rule reads it: each link becomes one word
+    with no ``?``, tags, block ids and footnote references become spaces, and code, math and
+    comments become "x"."""
+    parts: list[str] = []
+    last = start
+    for item in markup:
+        parts.append(_fill(text[last : item.start], masked[last : item.start]))
+        width = item.end - item.start
+        parts.append(" " + "x" * (width - 1) if item.kind == "link" else " " * width)
+        last = item.end
+    parts.append(_fill(text[last:end], masked[last:end]))
+    return "".join(parts)
 
-    def wikilink(match: re.Match[str]) -> str:
-        inner = match.group()[match.group().index("[[") + 2 : -2]
-        target, _, display = inner.partition("|")
-        if display.strip().casefold() == ANSWER_DISPLAY:
-            return ""
-        return (display or target.split("#")[0] or target).strip()
 
-    def mdlink(match: re.Match[str]) -> str:
-        raw_link = match.group()
-        label = raw_link[raw_link.index("[") + 1 : raw_link.index("](")]
-        return "" if label.strip().casefold() == ANSWER_DISPLAY else label
+def _display_text(text: str, start: int, end: int, markup: list[_Markup], kind: str) -> str:
+    """Render ``text[start:end]`` as a reader sees it: links as their text, no answer links,
+    ``#question`` tags, trailing tags, block ids, footnote references or comments."""
+    # Tags at the end of the block label it; they are no part of the question.
+    tail = end
+    hidden: set[int] = set()
+    for item in reversed(markup):
+        if _COMMENT.sub("", text[item.end : tail]).strip():
+            break
+        if item.replacement and item.kind != "tag":
+            break
+        hidden.add(item.start)
+        tail = item.start
 
-    text = _COMMENT.sub(" ", raw)
-    text = _BLOCK_ID.sub("", text)
-    text = _WIKILINK.sub(wikilink, text)
-    text = _MDLINK.sub(mdlink, text)
-    text = re.sub(r"(?:(?<=\s)|^)#" + QUESTION_TAG + r"(?:/[\w\-/]*)?(?=\s|$)", " ", text)
-    text = re.sub(r"(?:(?<=\s)|^)(?:#[\w\-/]+\s*)+$", "", text)  # trailing tags
+    parts: list[str] = []
+    last = start
+    for item in markup:
+        parts.append(text[last : item.start])
+        parts.append("" if item.start in hidden else item.replacement)
+        last = item.end
+    parts.append(text[last:end])
+    displayed = _COMMENT.sub(" ", "".join(parts))
+
     if kind == "heading":
-        text = _HEADING.sub("", text.lstrip())
-        text = re.sub(r"[ \t]+#+[ \t]*$", "", text)
+        displayed = _HEADING.sub("", displayed.lstrip())
+        displayed = re.sub(r"[ \t]+#+[ \t]*$", "", displayed)
     elif kind == "item":
-        text = _TASK.sub("", text) if _TASK.match(text) else _LIST_ITEM.sub("", text)
-    return " ".join(text.split())
+        displayed = _TASK.sub("", displayed) if _TASK.match(displayed) else _LIST_ITEM.sub("", displayed)
+    return " ".join(displayed.split())
 
 
 @dataclass(slots=True)
@@ -274,46 +348,51 @@ def detect_questions(note: Note) -> list[Question]:
         return []
     answer_note = "answers" in note.frontmatter
     # Code, math and comments are blanked for the block rule, and filled with "x" for the
-    # question rule (see _fill_line).
+    # question rule (see _rule_text).
     masked = blank_spans(note.text, verbatim_spans(note))
     if "%%" in masked or "<!--" in masked:
         masked = blank_spans(masked, [match.span() for match in _COMMENT.finditer(masked)])
     masked_lines = _LINE_BREAK.split(masked)
-    text_lines = _LINE_BREAK.split(note.text)
+    line_starts = [0] + [match.end() for match in _LINE_BREAK.finditer(masked)]
     # By line number: whether the line has a "?" outside code, math and comments.
     question_mark = [False] + ["?" in line for line in masked_lines]
     tagged = {
         tag.line for tag in note.tags
         if tag.origin == "inline" and (tag.name == QUESTION_TAG or tag.name.startswith(QUESTION_TAG + "/"))
     }
+    markup = _markup(note)
+    markup_starts = [item.start for item in markup]
 
     questions: list[Question] = []
     for block in _blocks(masked_lines):
         if block.first < note.body_line:
             continue
-        lines = range(block.first, block.last + 1)
         task = _TASK.match(masked_lines[block.first - 1]) if block.kind == "item" else None
         if task and task.group("state") != " ":
             continue  # a checked task is done
-        if tagged and any(number in tagged for number in lines):
+        start = line_starts[block.first - 1]
+        end = line_starts[block.last - 1] + len(masked_lines[block.last - 1])
+        if tagged and any(number in tagged for number in range(block.first, block.last + 1)):
             kind = "tag"
         elif task:
             kind = "task"
         elif answer_note or not any(question_mark[block.first : block.last + 1]):
             continue
-        elif asks_question("\n".join(
-            _fill_line(text_lines[number - 1], masked_lines[number - 1]) for number in lines
+        elif asks_question(_rule_text(
+            note.text, masked, start, end,
+            _block_markup(markup, markup_starts, masked, start, end),
         )):
             kind = "question"
         else:
             continue
-        raw = "\n".join(text_lines[number - 1] for number in lines)
         block_id = next(
             (b.id for b in note.blocks if block.first <= b.line <= block.last), None
         )
-        questions.append(
-            Question(note.path, block.first, _display_text(raw, block.kind), kind, block.last, block_id)
+        displayed = _display_text(
+            note.text, start, end,
+            _block_markup(markup, markup_starts, masked, start, end), block.kind,
         )
+        questions.append(Question(note.path, block.first, displayed, kind, block.last, block_id))
     return questions
 
 
@@ -603,7 +682,7 @@ def questions_page_markdown(project: Project) -> str:
             link_target = f"{target}#{fragment}" if fragment else target
             anchor = f"[[{link_target}|line {question.line}]]"
             out.append(
-                f"<li><strong>{question_html(question.text)}</strong> ({anchor})"
+                f"<li><strong>{inline_html(question.text)}</strong> ({anchor})"
                 f"<ul><li>{_answer_line(question)}</li></ul></li>"
             )
         out += ["</ul>", ""]
@@ -628,58 +707,9 @@ def _question_fragment(note: Note | None, question: Question) -> str:
     return heading.text if heading is not None else ""
 
 
-# Characters that kb's parser reads as syntax (tags, links, math, comments, block ids, code)
-# become character references in question HTML, which the parser and browsers read as text.
-_PARSER_SYNTAX = str.maketrans({character: f"&#{ord(character)};" for character in "#[]$%^`\\"})
-_INLINE_HTML = [
-    (re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1"), r"<strong>\2</strong>"),
-    (re.compile(r"(?<![\w*])\*(?=[^\s*])(.+?)(?<=[^\s*])\*(?!\*)"), r"<em>\1</em>"),
-    (re.compile(r"(?<![\w_])_(?=[^\s_])(.+?)(?<=[^\s_])_(?![\w_])"), r"<em>\1</em>"),
-    (re.compile(r"==(?=\S)(.+?)(?<=\S)=="), r"<mark>\1</mark>"),
-    (re.compile(r"~~(?=\S)(.+?)(?<=\S)~~"), r"<del>\1</del>"),
-]
-
-
-def _plain_html(text: str) -> str:
-    return html.escape(text, quote=False).translate(_PARSER_SYNTAX)
-
-
-def _text_html(text: str) -> str:
-    text = html.escape(text, quote=False)
-    for pattern, replacement in _INLINE_HTML:
-        text = pattern.sub(replacement, text)
-    return text.translate(_PARSER_SYNTAX)
-
-
-def question_html(text: str) -> str:
-    """Render question text as inline HTML: emphasis, highlights, code spans and math.
-
-    The parser's own inline pattern finds code spans and math, so they match what the note
-    shows. The text around them gets the common emphasis markers.
-    """
-    parts: list[str] = []
-    last = 0
-    for match in INLINE_PATTERN.finditer(text):
-        kind = match.lastgroup
-        if kind not in ("code", "imath", "dmath"):
-            continue
-        parts.append(_text_html(text[last : match.start()]))
-        raw = match.group()
-        if kind == "code":
-            width = len(match.group("ticks"))
-            parts.append(f"<code>{_plain_html(raw[width:-width].strip())}</code>")
-        else:
-            width = 2 if kind == "dmath" else 1
-            tex = _plain_html(raw[width:-width].strip())
-            parts.append(f'<span class="arithmatex">&#92;({tex}&#92;)</span>')
-        last = match.end()
-    parts.append(_text_html(text[last:]))
-    return "".join(parts)
-
-
 def _answer_line(question: Question) -> str:
     if question.answer is None:
-        hint = f" (the link points to '{_plain_html(question.answer_missing)}', not written yet)" \
+        hint = f" (the link points to '{plain_html(question.answer_missing)}', not written yet)" \
             if question.answer_missing else ""
         return f"{_badge('answer', 'answer', 'open')} no answer note yet{hint}"
     answer = _note_target(question.answer)

@@ -11,7 +11,7 @@ import networkx as nx
 
 from kb.model import Note
 # The Questions page's inline rendering: emphasis, code and math, everything else escaped.
-from kb.questions import question_html
+from kb.inline_html import inline_html
 from kb.site_markdown import escape_text
 from kb.vault import Vault
 
@@ -132,7 +132,7 @@ def backlinks_html(
             anchor = f'<a class="kb-backlink" href="{escape_text(url)}">{name}</a>' if url else name
             contexts = "".join(
                 f'<li class="kb-context"><span class="kb-line">{line}</span> '
-                f"{question_html(_context_line(note, line))}</li>"
+                f"{inline_html(_context_line(note, line))}</li>"
                 for line in sorted(lines)
             )
             items.append(f"<li>{anchor}<ul>{contexts}</ul></li>")

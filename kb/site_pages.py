@@ -26,6 +26,7 @@ __all__ = [
     "generated_page",
     "generated_target",
     "home_page",
+    "is_filled_page",
     "parse_page",
     "resolve_note_links",
     "strip_title",
@@ -60,6 +61,14 @@ _MARKERS = re.compile(
                                               PROGRESS_MARKER))
 )
 _FIRST_H1 = re.compile(r"\A\s*# [^\n]*\n")
+
+
+def is_filled_page(note: Note) -> bool:
+    """Return whether ``note`` holds a marker that the site fills, such as the questions list.
+
+    Such a page links every note it lists only on the site, so in the vault it has no links.
+    """
+    return _MARKERS.search(note.text) is not None
 
 
 def generated_page(kind: str) -> str:

@@ -385,6 +385,14 @@ def test_check_lines_and_exit(vault, capsys):
     assert severities == sorted(severities, key=["error", "warning", "info"].index)
 
 
+def test_check_skips_pages_the_site_fills(tmp_path, capsys):
+    (tmp_path / "questions.md").write_text("# Questions\n\n<!-- kb:questions -->\n", encoding="utf-8")
+    (tmp_path / "Lonely.md").write_text("Alone.\n", encoding="utf-8")
+    _, out, _ = run(capsys, "check", "--vault", str(tmp_path))
+    assert "Lonely.md: info: no links to or from this note" in out
+    assert "questions.md" not in out
+
+
 def test_check_warnings_pass_unless_strict(tmp_path, capsys):
     (tmp_path / "A.md").write_text("[[Missing]]", encoding="utf-8")
     code, out, _ = run(capsys, "check", "--vault", str(tmp_path))

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from kb.cli import main
+from kb.inline_html import inline_html
 from kb.model import Note
 from kb.parse import parse_note
 from kb.project import Project
@@ -24,7 +25,6 @@ from kb.questions import (
     detect_questions,
     escape_text,
     progress_markdown,
-    question_html,
     questions_page_markdown,
 )
 
@@ -66,6 +66,13 @@ DETECTION_CASES = [
     ("What is [text](Note.md)?\n", ["What is text?"]),
     ("How does it work? [[Answer note|answer]] ^q-b\n", ["How does it work?"]),
     ("How does it work? #todo\n", ["How does it work?"]),
+    ("Why does it work? #todo [[A|answer]] ^q-1\n", ["Why does it work?"]),
+    ("Does #attention scale well?\n", ["Does #attention scale well?"]),
+    ("Is [[a#b|c]] the same as [d](<My Note.md>)?\n", ["Is c the same as d?"]),
+    ("What does [the paper](https://arxiv.org/abs/2006.11239) claim?\n", ["What does the paper claim?"]),
+    ("Why is `[[x]]` shown raw?\n", ["Why is `[[x]]` shown raw?"]),
+    ("Why is it %%[[x]]%% so?\n", ["Why is it so?"]),
+    ("Why does it converge?[^1]\n\n[^1]: Ho et al.\n", ["Why does it converge?"]),
     # look-alikes that are not questions
     ("A plain statement.\n", []),
     ("See [[Why?]] for more.\n", []),
@@ -576,7 +583,7 @@ def test_questions_page_escapes_html(tmp_path: Path) -> None:
     ("Why 2 * 3 * 4?", "Why 2 * 3 * 4?"),
 ])
 def test_question_html(text: str, expected: str) -> None:
-    assert question_html(text) == expected
+    assert inline_html(text) == expected
 
 
 def test_escape_text() -> None:
