@@ -11,11 +11,13 @@ Detection rule. A question is one of these, found outside front matter, code, ma
   are taken out first, so a ``?`` inside ``[[Why?]]`` or ``https://x.org/?q=1`` does not
   count;
 - an open task, ``- [ ] ...`` (a checked task ``- [x]`` is done and never counts);
-- a paragraph, list item or heading tagged ``#question`` (or ``#question/...``).
+- a paragraph, list item or heading tagged ``#question`` (or ``#question/...``);
+- a ``> [!question]`` callout (or ``[!help]``, ``[!faq]``) outside any other quote: its title,
+  or its body when the title is left out.
 
 Notes with an ``answers:`` property are answer notes: there only open tasks and ``#question``
-tags count, because their prose asks rhetorical questions. kb's own manual, the vault folder
-``kb/``, is skipped.
+tags count, because their prose asks rhetorical questions and their ``[!question]`` callout
+restates the question they answer. kb's own manual, the vault folder ``kb/``, is skipped.
 
 Each question records where it is (path and 1-based line), its text, its block id, and its
 answer note: the note whose ``answers:`` property links to the question's block
@@ -39,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from kb.inline_html import inline_html, plain_html
-from kb.model import Note, Problem
+from kb.model import Callout, Note, Problem
 from kb.own_words import OwnWords, read_own_words
 from kb.parse import blank_spans, split_wikilink, verbatim_spans
 from kb.project import Project
@@ -58,6 +60,8 @@ __all__ = [
 SKIPPED_FOLDERS = ("kb",)
 """Vault folders never searched for questions: kb's own manual pages."""
 QUESTION_TAG = "question"
+QUESTION_CALLOUTS = frozenset({"question", "help", "faq"})
+"""Callout types that ask a question: Obsidian's ``question`` and its aliases."""
 ANSWER_DISPLAY = "answer"
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
@@ -67,6 +71,8 @@ _LIST_ITEM = re.compile(r"^(?P<indent>[ \t]*)(?P<bullet>[-+*]|\d{1,9}[.)])(?:[ \
 _TASK = re.compile(r"^[ \t]*(?:[-+*]|\d{1,9}[.)])[ \t]+\[(?P<state>.)\](?:[ \t]|$)")
 _RULE = re.compile(r"^[ ]{0,3}(?:(?:-[ \t]*){3,}|(?:\*[ \t]*){3,}|(?:_[ \t]*){3,})$")
 _COMMENT = re.compile(r"<!--.*?-->|%%.*?%%", re.DOTALL)
+_QUOTE_PREFIXES = re.compile(r"^[ \t]{0,3}(?:>[ \t]?)+", re.MULTILINE)
+_CALLOUT_MARKER = re.compile(r"[ \t]{0,3}>[ \t]?\[![^\]\n]+\][+-]?")
 # Bare URLs and footnote references are no links in kb's parse, so the rule finds them here.
 _URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://\S+|\bwww\.\S+")
 _FOOTNOTE_REF = re.compile(r"\[\^[^\]\s]+\](?!:)")
@@ -277,6 +283,8 @@ def _display_text(text: str, start: int, end: int, markup: list[_Markup], kind: 
         displayed = re.sub(r"[ \t]+#+[ \t]*$", "", displayed)
     elif kind == "item":
         displayed = _TASK.sub("", displayed) if _TASK.match(displayed) else _LIST_ITEM.sub("", displayed)
+    elif kind == "quote":
+        displayed = _QUOTE_PREFIXES.sub("", displayed)
     return " ".join(displayed.split())
 
 
@@ -301,7 +309,8 @@ class Question:
     line: int
     text: str
     kind: str
-    """``question`` (a sentence ending in ``?``), ``task`` (open task) or ``tag`` (``#question``)."""
+    """``question`` (a sentence ending in ``?``), ``task`` (open task), ``tag`` (``#question``)
+    or ``callout`` (a ``> [!question]`` callout)."""
     last_line: int = 0
     block_id: str | None = None
     answer: str | None = None
@@ -393,7 +402,51 @@ def detect_questions(note: Note) -> list[Question]:
             _block_markup(markup, markup_starts, masked, start, end), block.kind,
         )
         questions.append(Question(note.path, block.first, displayed, kind, block.last, block_id))
+
+    if not answer_note:
+        for callout in note.callouts:
+            question = _callout_question(note, callout, masked, masked_lines, line_starts, markup)
+            if question is not None:
+                questions.append(question)
+        questions.sort(key=lambda question: question.line)
     return questions
+
+
+def _callout_question(
+    note: Note, callout: Callout, masked: str, masked_lines: list[str], line_starts: list[int],
+    markup: list[_Markup],
+) -> Question | None:
+    """Return the question that a ``> [!question]`` callout asks, or None for other callouts.
+
+    The question is the callout's title, or its body when the title is left out. The callout
+    runs to the next blank line, as a quote does.
+    """
+    if callout.type not in QUESTION_CALLOUTS or callout.depth != 1:
+        return None
+    last = callout.line
+    while last < len(masked_lines) and masked_lines[last].strip():
+        last += 1
+    first_line = masked_lines[callout.line - 1]
+    marker = _CALLOUT_MARKER.match(first_line)
+    if marker is None:
+        return None
+    title_start = line_starts[callout.line - 1] + marker.end()
+    title_end = line_starts[callout.line - 1] + len(first_line)
+    if masked[title_start:title_end].strip():
+        start, end = title_start, title_end
+    elif last > callout.line:
+        start, end = line_starts[callout.line], line_starts[last - 1] + len(masked_lines[last - 1])
+    else:
+        return None  # a question callout with neither title nor body asks nothing
+
+    starts = [item.start for item in markup]
+    displayed = _display_text(
+        note.text, start, end, _block_markup(markup, starts, masked, start, end), "quote"
+    )
+    if not displayed:
+        return None
+    block_id = next((b.id for b in note.blocks if callout.line <= b.line <= last), None)
+    return Question(note.path, callout.line, displayed, "callout", last, block_id)
 
 
 # Answers and their status ------------------------------------------------------------------

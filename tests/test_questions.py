@@ -73,6 +73,10 @@ DETECTION_CASES = [
     ("Why is `[[x]]` shown raw?\n", ["Why is `[[x]]` shown raw?"]),
     ("Why is it %%[[x]]%% so?\n", ["Why is it so?"]),
     ("Why does it converge?[^1]\n\n[^1]: Ho et al.\n", ["Why does it converge?"]),
+    ("> [!question] How do cold diffusion models work?\n> Some context.\n", ["How do cold diffusion models work?"]),
+    ("> [!faq]- Study the [[EDM]] sampler\n", ["Study the EDM sampler"]),
+    ("> [!help]\n> Why does the loss\n> plateau? ^q-loss\n", ["Why does the loss plateau?"]),
+    ("> [!question]\n", []),
     # look-alikes that are not questions
     ("A plain statement.\n", []),
     ("See [[Why?]] for more.\n", []),
@@ -87,7 +91,8 @@ DETECTION_CASES = [
     ("Math $p(x)?$ only.\n", []),
     ("$$\nP(A)?\n$$\n", []),
     ("> Is this a quote?\n", []),
-    ("> [!question] Is this a callout?\n> Body?\n", []),
+    ("> [!note] Is this a callout?\n> Body?\n", []),
+    ("> > [!question] Is this nested in a quote?\n", []),
     ("> quoted\nlazy continuation?\n", []),
     ("<!-- Is this hidden? -->\n", []),
     ("%% Is this a comment? %%\n", []),
@@ -125,8 +130,16 @@ def test_multiline_paragraph_is_one_question() -> None:
     assert question.text == "First line of it second line ends here?"
 
 
+def test_callout_question_lines_and_block() -> None:
+    note = _note("Intro.\n\n> [!help]\n> Why does the loss\n> plateau? ^q-loss\n\nAfter.\n")
+    [question] = detect_questions(note)
+    assert (question.line, question.last_line) == (3, 5)
+    assert question.kind == "callout"
+    assert question.block_id == "q-loss"
+
+
 def test_answer_notes_count_only_tags_and_tasks() -> None:
-    text = "---\nanswers: []\n---\nWhy does it work? Because.\n\n- [ ] Check it\n\nMore #question\n"
+    text = "---\nanswers: []\n---\nWhy does it work? Because.\n\n- [ ] Check it\n\nMore #question\n\n> [!question] Why?\n"
     assert _texts(text) == ["Check it", "More"]
 
 
