@@ -148,6 +148,21 @@ def test_markdown_link_external_or_absent(text):
     assert raws(text) == []
 
 
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("[u](https://example.com/x.md)", ("https://example.com/x.md", "u", 0, 29)),
+        ("See [the paper](<https://arxiv.org/abs/1>).", ("https://arxiv.org/abs/1", "the paper", 4, 42)),
+        ("[e]()", ("", "e", 0, 5)),
+    ],
+)
+def test_external_link_records(text, expected):
+    note = parse_note(text, "N.md")
+    [external] = note.external_links
+    assert (external.url, external.display, external.start, external.end) == expected
+    assert note.links == []
+
+
 def test_markdown_link_syntax_field():
     note = parse_note("[a](A.md) [[B]]", "N.md")
     assert [link.syntax for link in note.links] == ["markdown", "wikilink"]
@@ -251,6 +266,8 @@ BLOCKS = [
 def test_block_ids(text, expected):
     note = parse_note(text, "N.md")
     assert [(b.id, b.line, b.start_line, b.end_line) for b in note.blocks] == expected
+    for block in note.blocks:
+        assert text[block.start : block.end] == "^" + block.id
 
 
 CALLOUTS = [
