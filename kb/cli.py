@@ -69,6 +69,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except BrokenPipeError:
         return 0
+    except KeyboardInterrupt:
+        # Commands that hold typed text keep it before this point (see kb.cli_questions).
+        print("kb: interrupted", file=sys.stderr)
+        return 130
 
 
 def plural(count: int, noun: str, plural_form: str | None = None) -> str:

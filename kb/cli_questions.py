@@ -23,6 +23,7 @@ from kb.own_words import (
     ExplanationError,
     NoteSnapshot,
     SECTION_TITLE,
+    check_editable,
     read_own_words,
     save_explanation,
     split_lines,
@@ -380,6 +381,14 @@ def _questions_for(project: Project, note_path: str) -> list[Question]:
     return [question for question in collect_questions(project) if question.answer == note_path]
 
 
+class _TypedTextError(ExplanationError):
+    """Reading the person's text stopped with an error, after some text was typed."""
+
+    def __init__(self, message: str, text: str | bytes) -> None:
+        super().__init__(message)
+        self.text = text
+
+
 def _read_from_editor(note_name: str, questions: list[Question]) -> str:
     editor = os.environ.get("VISUAL") or os.environ.get("EDITOR")
     if not editor:
@@ -395,39 +404,105 @@ def _read_from_editor(note_name: str, questions: list[Question]) -> str:
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             stream.write(template)
-        completed = subprocess.run([*shlex.split(editor), name], check=False)
+        try:
+            completed = subprocess.run([*shlex.split(editor), name], check=False)
+        except OSError as error:
+            raise ExplanationError(
+                f"cannot start the editor '{editor}' ({error.strerror}); set $EDITOR (or "
+                "$VISUAL) to an installed editor, or pass --from FILE or --from -"
+            ) from None
+        except KeyboardInterrupt:
+            raise _TypedTextError("interrupted; nothing was saved", _typed_text(name)) from None
         if completed.returncode != 0:
-            raise ExplanationError(f"the editor '{editor}' exited with code {completed.returncode}; "
-                                   "nothing was saved")
-        text = Path(name).read_text(encoding="utf-8")
+            raise _TypedTextError(
+                f"the editor '{editor}' exited with code {completed.returncode}; nothing was saved",
+                _typed_text(name),
+            )
+        return _typed_text(name)
     finally:
         os.unlink(name)
-    return text.split(_EDITOR_CUT, 1)[0]
+
+
+def _typed_text(name: str) -> str | bytes:
+    """Return the text above the editor template's cut line, or the raw bytes when they are not
+    UTF-8."""
+    data = Path(name).read_bytes()
+    try:
+        return data.decode("utf-8").split(_EDITOR_CUT, 1)[0]
+    except UnicodeDecodeError:
+        return data
+
+
+def _decode_input(data: str | bytes, source: str) -> str:
+    """Return ``data`` as text, or raise :class:`_TypedTextError` when it is not UTF-8.
+
+    kb reads standard input with ``surrogateescape``, so bytes that are not UTF-8 arrive as
+    surrogates. They are turned back into the bytes the person typed, which the error keeps.
+    """
+    if isinstance(data, str):
+        try:
+            data.encode("utf-8")
+            return data
+        except UnicodeEncodeError:
+            data = data.encode("utf-8", "surrogateescape")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise _TypedTextError(
+            f"{source}: byte {error.start} is not valid UTF-8; nothing was saved. Save the text "
+            "as UTF-8", data,
+        ) from None
 
 
 def _read_source(source: str) -> str:
     if source == "-":
-        return sys.stdin.read()
+        _use_surrogateescape(sys.stdin)
+        return _decode_input(sys.stdin.read(), "standard input")
     try:
-        return Path(source).read_text(encoding="utf-8")
+        data = Path(source).read_bytes()
     except OSError as error:
         raise ExplanationError(f"cannot read {source} ({error.strerror})") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ExplanationError(
+            f"{source}: byte {error.start} is not valid UTF-8; nothing was saved. Save the file "
+            "as UTF-8 and run the command again"
+        ) from None
 
 
-def _keep_unsaved(project: Project, note_name: str, explanation: str) -> Path:
+def _use_surrogateescape(stream: TextIO) -> None:
+    """Let ``stream`` pass bytes that are not UTF-8 through, so that no typed text is lost."""
+    reconfigure = getattr(stream, "reconfigure", None)
+    if reconfigure is not None:
+        reconfigure(errors="surrogateescape")
+
+
+def _keep_unsaved(project: Project, note_name: str, explanation: str | bytes) -> Path:
     """Store an explanation that could not be saved, so the typed text is not lost."""
     folder = cache_dir_for(project) / "unsaved"
     folder.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     path = folder / f"{_snippet_name(note_name)[:-3]}-{stamp}.md"
-    path.write_text(explanation, encoding="utf-8")
+    if isinstance(explanation, str):
+        explanation = explanation.encode("utf-8", "surrogateescape")
+    path.write_bytes(explanation)
     return path
 
 
-def _report_unsaved(project: Project, note_name: str, explanation: str, error: Exception) -> int:
+def _report_unsaved(
+    project: Project, note_name: str, explanation: str | bytes, error: Exception
+) -> int:
+    """Report ``error``, keeping the typed text in ``.kb/unsaved/`` unless it is blank."""
+    if not explanation.strip():
+        return _error(str(error))
     kept = _keep_unsaved(project, note_name, explanation)
-    return _error(f"{error}\nYour text is kept in {kept}; save it with "
-                  f"kb explain \"{note_name}\" --from \"{kept}\"")
+    return _error(f"{error}\nYour text is kept in {kept}; fix it there if needed, then save it "
+                  f"with kb explain \"{note_name}\" --from \"{kept}\"")
+
+
+def _saved_message(words: int, where: str) -> str:
+    return f"Saved {plural(words, 'word')} to {where}"
 
 
 def command_explain(args: argparse.Namespace) -> int:
@@ -438,6 +513,13 @@ def command_explain(args: argparse.Namespace) -> int:
         hints = vault.suggestions(args.topic)
         hint = f"; did you mean: {', '.join(hints)}" if hints else ""
         return _error(f"no note named '{args.topic}'{hint}")
+    resolution = vault.resolve(args.topic, "", "wikilink")
+    if resolution.ambiguous and resolution.target == note.path:
+        return _error(
+            f"'{args.topic}' matches {len(resolution.candidates)} notes "
+            f"({', '.join(resolution.candidates)}); write the folder path to choose one, "
+            f"e.g. kb explain \"{resolution.candidates[0][:-3]}\""
+        )
     questions = _questions_for(project, note.path)
     answer_note = "answers" in note.frontmatter or questions \
         or read_own_words(note.text).state != "missing"
@@ -450,33 +532,36 @@ def command_explain(args: argparse.Namespace) -> int:
         )
     try:
         snapshot = NoteSnapshot.read(vault.files[note.path])
+        check_editable(snapshot)  # before the person types anything
         if args.source is not None:
             explanation = _read_source(args.source)
         else:
             explanation = _read_from_editor(note.name, questions)
+    except _TypedTextError as error:
+        return _report_unsaved(project, note.name, error.text, error)
     except ExplanationError as error:
         return _error(str(error))
     try:
         state = save_explanation(snapshot, explanation)
-    except ConcurrentChangeError as error:
-        return _report_unsaved(project, note.name, explanation, error)
     except ExplanationError as error:
-        return _error(str(error))
-    print(f"saved {state.words} words to {note.path}:{state.line} ({SECTION_TITLE}, {state.date})")
+        return _report_unsaved(project, note.name, explanation, error)
+    print(f"{_saved_message(state.words, f'{note.path}:{state.line}')} ({SECTION_TITLE}, {state.date})")
     return 0
 
 
 # kb quiz --------------------------------------------------------------------------------------
 
 
-def _read_answer(stream: TextIO) -> str:
-    lines: list[str] = []
+def _read_answer(stream: TextIO, lines: list[str]) -> None:
+    """Append the lines typed at the quiz to ``lines``, up to the end-of-input line or Ctrl-D.
+
+    The caller owns ``lines``, so the text typed so far survives a Ctrl-C.
+    """
     while True:
         line = stream.readline()
         if not line or line.rstrip("\r\n") == END_OF_INPUT:
             break
         lines.append(line)
-    return "".join(lines)
 
 
 def _heading_line(project: Project, note_path: str, title: str) -> int | None:
@@ -510,7 +595,10 @@ def _show_where_answers_are(project: Project, question: Question) -> None:
     answer = question.answer
     reference = _heading_line(project, answer, "Reference explanation")
     results = _heading_line(project, answer, "Results")
-    print(f"Reference answer: {answer}:{reference or 1} (Reference explanation)")
+    if reference is not None:
+        print(f"Reference answer: {answer}:{reference} (Reference explanation)")
+    else:
+        print(f"Answer note:      {answer}")
     if results is not None:
         print(f"Key results:      {answer}:{results} (Results)")
     if not question.snippets:
@@ -546,8 +634,10 @@ def command_quiz(args: argparse.Namespace) -> int:
         return 0
 
     answer_file = project.vault.files[question.answer]
+    note_name = Path(question.answer).stem
     try:
         snapshot = NoteSnapshot.read(answer_file)
+        check_editable(snapshot)  # before the person types anything
     except ExplanationError as error:
         return _error(str(error))
     print(f"Question ({question}):")
@@ -555,23 +645,30 @@ def command_quiz(args: argparse.Namespace) -> int:
     print()
     print(f"Explain it in your own words. Finish with a line containing only '{END_OF_INPUT}', or Ctrl-D.")
     sys.stdout.flush()
-    explanation = _read_answer(sys.stdin)
-    if not explanation.strip():
+    _use_surrogateescape(sys.stdin)
+    typed: list[str] = []
+    try:
+        _read_answer(sys.stdin, typed)
+    except KeyboardInterrupt:
+        return _report_unsaved(project, note_name, "".join(typed),
+                               ExplanationError("interrupted; nothing was saved"))
+    if not "".join(typed).strip():
         print("Nothing written; nothing saved and the schedule is unchanged.")
         return 1
     try:
+        explanation = _decode_input("".join(typed), "standard input")
         saved = save_explanation(snapshot, explanation, today.isoformat())
-    except ConcurrentChangeError as error:
-        return _report_unsaved(project, Path(question.answer).stem, explanation, error)
+    except _TypedTextError as error:
+        return _report_unsaved(project, note_name, error.text, error)
     except ExplanationError as error:
-        return _error(str(error))
+        return _report_unsaved(project, note_name, "".join(typed), error)
     record = state.record_review(question.key, today)
     try:
         state.save()
     except (ConcurrentChangeError, OSError) as error:
         return _error(f"the explanation was saved, but the schedule was not: {error}")
     print()
-    print(f"Saved {saved.words} words to {question.answer}:{saved.line}. "
+    print(f"{_saved_message(saved.words, f'{question.answer}:{saved.line}')}. "
           f"Next review of this question: {record['due']}.")
     _show_where_answers_are(project, question)
     return 0

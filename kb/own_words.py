@@ -31,7 +31,7 @@ import datetime as dt
 import hashlib
 import os
 import re
-import tempfile
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -44,9 +44,11 @@ __all__ = [
     "NoteSnapshot",
     "OwnWords",
     "SECTION_TITLE",
+    "check_editable",
     "read_own_words",
     "replace_explanation",
     "save_explanation",
+    "section_lines",
     "write_atomically",
 ]
 
@@ -102,6 +104,16 @@ def split_lines(text: str) -> list[str]:
 
 def _is_blank(line: str) -> bool:
     return not line.strip()
+
+
+def section_lines(text: str) -> list[int]:
+    """Return the 1-based lines of every own-words heading of the note, outside quotes."""
+    lines = split_lines(text)
+    return [
+        heading.line for heading in parse_note(text, "").headings
+        if heading.text.strip().casefold() == SECTION_TITLE.casefold()
+        and not _QUOTE.match(lines[heading.line - 1])
+    ]
 
 
 def _find_section(text: str) -> _Section | None:
@@ -376,7 +388,10 @@ def write_atomically(path: Path, expected: bytes | None, data: bytes) -> None:
     portable lock keeps an editor such as Obsidian from writing in that moment.
     """
     folder = path.parent
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".kb-tmp", dir=folder)
+    # Not tempfile.mkstemp: its files are private (0600), and a new note would keep that mode.
+    # os.open with 0o666 gives the permissions the umask allows, as an editor's new file has.
+    temporary = folder / f".{path.name}.{secrets.token_hex(6)}.kb-tmp"
+    handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
@@ -419,11 +434,42 @@ def _sync_folder(folder: Path) -> None:
         os.close(descriptor)
 
 
+def check_editable(snapshot: NoteSnapshot) -> None:
+    """Raise :class:`ExplanationError` when kb must not write an explanation into the note.
+
+    A read-only note stays as it is, even where the folder would let kb replace it, and a
+    note with two own-words sections is left for the person to merge, because kb cannot
+    tell which one contains the explanation.
+    """
+    try:
+        mode = snapshot.path.stat().st_mode
+    except FileNotFoundError:
+        raise ConcurrentChangeError(
+            f"{snapshot.path} was removed or renamed after kb read it; nothing was saved"
+        ) from None
+    except OSError as error:
+        raise ExplanationError(f"{snapshot.path}: cannot read the file ({error.strerror})") from None
+    if not mode & 0o222:
+        raise ExplanationError(
+            f"{snapshot.path} is read-only; make it writable (chmod u+w) and run the command again"
+        )
+    sections = section_lines(snapshot.text)
+    if len(sections) > 1:
+        where = ", ".join(str(line) for line in sections)
+        raise ExplanationError(
+            f"{snapshot.path} has {len(sections)} '## {SECTION_TITLE}' sections (lines {where}); "
+            "merge them into one and run the command again"
+        )
+
+
 def save_explanation(snapshot: NoteSnapshot, explanation: str, today: str | None = None) -> OwnWords:
     """Write ``explanation`` into the note read as ``snapshot``; return the section's new state.
 
-    Raises :class:`ConcurrentChangeError` when the file no longer matches ``snapshot``.
+    Raises :class:`ExplanationError` when :func:`check_editable` rejects the note or the
+    explanation would break it, and :class:`ConcurrentChangeError` when the file no longer
+    matches ``snapshot``.
     """
+    check_editable(snapshot)
     today = today or dt.date.today().isoformat()
     new_text = replace_explanation(snapshot.text, explanation, today, snapshot.modified)
     write_atomically(snapshot.path, snapshot.data, new_text.encode("utf-8"))

@@ -42,7 +42,7 @@ from typing import Any
 
 from kb.inline_html import inline_html, plain_html
 from kb.model import Callout, Note, Problem
-from kb.own_words import OwnWords, read_own_words
+from kb.own_words import SECTION_TITLE, OwnWords, read_own_words, section_lines
 from kb.parse import blank_spans, split_wikilink, verbatim_spans
 from kb.project import Project
 
@@ -631,6 +631,14 @@ def check_problems(project: Project, args: Any = None) -> list[Problem]:
                 question.answer, question.own_words.line,
                 "error" if require_own_words else "info", "own-words-missing",
                 f"answer to '{short}' {where}; write one with kb explain \"{Path(question.answer).stem}\"",
+            ))
+    for answer in sorted({question.answer for question in questions if question.answer}):
+        sections = section_lines(vault.notes[answer].text)
+        for line in sections[1:]:
+            problems.append(Problem(
+                answer, line, "warning", "own-words-duplicate",
+                f"a second '## {SECTION_TITLE}' section (the first is at line {sections[0]}); "
+                "kb reads and writes only the first, so merge them into one",
             ))
     seen: set[tuple[str, int | None, str, str]] = set()
     unique = []

@@ -53,6 +53,7 @@ def _project(tmp_path: Path, text: str = NOTE, name: str = "Cold diffusion.md", 
     body = text.replace("\n", newline)
     if not final_newline:
         body = body[: -len(newline)]
+    (tmp_path / "docs" / name).parent.mkdir(parents=True, exist_ok=True)
     (tmp_path / "docs" / name).write_bytes(body.encode("utf-8"))
     return tmp_path / "docs" / name
 
@@ -221,7 +222,7 @@ def test_explain_from_file(tmp_path: Path, monkeypatch, capsys) -> None:
     source.write_text("Blur is the corruption.\n", encoding="utf-8")
     monkeypatch.chdir(tmp_path)
     assert main(["explain", "cold diffusion", "--from", str(source)]) == 0
-    assert "saved 4 words to Cold diffusion.md:7" in capsys.readouterr().out
+    assert "Saved 4 words to Cold diffusion.md:7" in capsys.readouterr().out
     assert "Blur is the corruption.\n<!-- kb: explained" in path.read_text(encoding="utf-8")
 
 
@@ -328,6 +329,109 @@ def test_explain_keeps_text_on_concurrent_change(tmp_path: Path, monkeypatch, ca
     [kept] = (tmp_path / ".kb" / "unsaved").iterdir()
     assert kept.read_text(encoding="utf-8").startswith("Typed text.")
     assert f'--from "{kept}"' in error
+
+
+# Each editor types text and then fails in its own way; the text must survive in .kb/unsaved/.
+FAILING_EDITORS = [
+    # (case, editor script after the text is typed, expected error, kept text)
+    ("level-2 heading", "", "level-2 heading", "Typed text.\n\n## Summary\nMore."),
+    ("non-zero exit", "sys.exit(3)", "exited with code 3", "Typed text.\n\n## Summary\nMore."),
+]
+
+
+@pytest.mark.parametrize(("case", "exit_line", "expected", "kept_text"), FAILING_EDITORS,
+                         ids=[case[0] for case in FAILING_EDITORS])
+def test_explain_keeps_text_editor_fails(tmp_path: Path, monkeypatch, capsys, case: str,
+                                         exit_line: str, expected: str, kept_text: str) -> None:
+    path = _project(tmp_path)
+    before = path.read_bytes()
+    editor = tmp_path / "editor.py"
+    editor.write_text(textwrap.dedent(f"""\
+        import sys
+        template = open(sys.argv[1], encoding="utf-8").read()
+        open(sys.argv[1], "w", encoding="utf-8").write({kept_text!r} + template)
+        {exit_line}
+        """), encoding="utf-8")
+    monkeypatch.setenv("EDITOR", f"{sys.executable} {editor}")
+    monkeypatch.delenv("VISUAL", raising=False)
+    monkeypatch.chdir(tmp_path)
+
+    assert main(["explain", "Cold diffusion"]) == 1
+    error = capsys.readouterr().err
+    assert expected in error
+    assert path.read_bytes() == before
+    [kept] = (tmp_path / ".kb" / "unsaved").iterdir()
+    assert kept.read_text(encoding="utf-8").rstrip("\n") == kept_text
+    assert f'--from "{kept}"' in error
+
+
+def test_explain_missing_editor_message(tmp_path: Path, monkeypatch, capsys) -> None:
+    _project(tmp_path)
+    monkeypatch.setenv("EDITOR", str(tmp_path / "no-such-editor"))
+    monkeypatch.delenv("VISUAL", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert main(["explain", "Cold diffusion"]) == 1
+    error = capsys.readouterr().err
+    assert "cannot start the editor" in error
+    assert "set $EDITOR" in error
+    assert "Traceback" not in error
+
+
+def test_explain_stdin_not_utf8_kept(tmp_path: Path, monkeypatch, capsys) -> None:
+    path = _project(tmp_path)
+    before = path.read_bytes()
+    stdin = io.TextIOWrapper(io.BytesIO(b"caf\xe9 latin\n"), encoding="utf-8", errors="surrogateescape")
+    monkeypatch.setattr(sys, "stdin", stdin)
+    monkeypatch.chdir(tmp_path)
+    assert main(["explain", "Cold diffusion", "--from", "-"]) == 1
+    error = capsys.readouterr().err
+    assert "standard input: byte 3 is not valid UTF-8" in error
+    assert path.read_bytes() == before
+    [kept] = (tmp_path / ".kb" / "unsaved").iterdir()
+    assert kept.read_bytes() == b"caf\xe9 latin\n"
+
+
+def test_explain_binary_file_rejected(tmp_path: Path, monkeypatch, capsys) -> None:
+    _project(tmp_path)
+    source = tmp_path / "binary"
+    source.write_bytes(b"\x00\xf0\x9f\x00\xff")
+    monkeypatch.chdir(tmp_path)
+    assert main(["explain", "Cold diffusion", "--from", str(source)]) == 1
+    assert "is not valid UTF-8" in capsys.readouterr().err
+
+
+def test_explain_rejects_read_only_note(tmp_path: Path, monkeypatch, capsys) -> None:
+    path = _project(tmp_path)
+    before = path.read_bytes()
+    path.chmod(0o444)
+    monkeypatch.setattr(sys, "stdin", io.StringIO("Typed.\n"))
+    monkeypatch.chdir(tmp_path)
+    assert main(["explain", "Cold diffusion", "--from", "-"]) == 1
+    assert "is read-only; make it writable" in capsys.readouterr().err
+    assert path.read_bytes() == before
+
+
+def test_explain_rejects_two_sections(tmp_path: Path, monkeypatch, capsys) -> None:
+    path = _project(tmp_path, NOTE + "\n## In my own words\n\nSecond.\n")
+    before = path.read_bytes()
+    monkeypatch.setattr(sys, "stdin", io.StringIO("Typed.\n"))
+    monkeypatch.chdir(tmp_path)
+    assert main(["explain", "Cold diffusion", "--from", "-"]) == 1
+    assert "2 '## In my own words' sections (lines 7, 19)" in capsys.readouterr().err
+    assert path.read_bytes() == before
+
+
+def test_explain_rejects_ambiguous_name(tmp_path: Path, monkeypatch, capsys) -> None:
+    first = _project(tmp_path, name="w1/Summary.md")
+    second = tmp_path / "docs" / "w2" / "Summary.md"
+    second.parent.mkdir()
+    second.write_text(NOTE, encoding="utf-8")
+    monkeypatch.setattr(sys, "stdin", io.StringIO("Typed.\n"))
+    monkeypatch.chdir(tmp_path)
+    assert main(["explain", "Summary", "--from", "-"]) == 1
+    assert "matches 2 notes (w1/Summary.md, w2/Summary.md)" in capsys.readouterr().err
+    assert first.read_text(encoding="utf-8") == NOTE
+    assert second.read_text(encoding="utf-8") == NOTE
 
 
 def test_explain_unknown_note(tmp_path: Path, monkeypatch, capsys) -> None:

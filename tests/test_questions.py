@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import shutil
 import subprocess
@@ -388,6 +389,15 @@ def test_check_own_words_info_unless_required(tmp_path: Path, executed: Path) ->
     assert [(p.code, p.severity) for p in strict] == [("own-words-missing", "error")]
 
 
+def test_check_warns_second_own_words_section(tmp_path: Path) -> None:
+    root = _make_project(tmp_path)
+    text = ANSWER + "\n## In my own words\n\nWritten in the wrong place.\n"
+    (root / "docs" / "Cold diffusion.md").write_text(text, encoding="utf-8")
+    second = text.splitlines().index("## In my own words", ANSWER.count("\n")) + 1
+    duplicates = [p for p in check_problems(Project.discover(root), _Args()) if p.code == "own-words-duplicate"]
+    assert [(p.path, p.line, p.severity) for p in duplicates] == [("Cold diffusion.md", second, "warning")]
+
+
 def test_check_command_has_require_own_words(tmp_path: Path, executed: Path, monkeypatch, capsys) -> None:
     root = _make_project(tmp_path, with_person_note=False)
     (root / "docs" / "Q.md").write_text("Why does it work? [[A|answer]]\n", encoding="utf-8")
@@ -447,6 +457,18 @@ def test_new_creates_template(tmp_path: Path, monkeypatch) -> None:
     question = _question(Project.discover(root), "q-cold-diffusion")
     assert question.answer == "Cold diffusion.md"
     assert question.own_words.state == "not written"
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_new_note_mode_follows_umask(tmp_path: Path, monkeypatch, umask: int) -> None:
+    root = _make_project(tmp_path)
+    monkeypatch.chdir(root)
+    previous = os.umask(umask)
+    try:
+        assert main(["new", "Cold diffusion", "--answers", "^q-cold-diffusion"]) == 0
+    finally:
+        os.umask(previous)
+    assert (root / "docs" / "Cold diffusion.md").stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_new_refuses_to_overwrite(tmp_path: Path, monkeypatch, capsys) -> None:

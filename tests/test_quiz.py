@@ -7,6 +7,7 @@ import json
 import os
 import pty
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -192,6 +193,50 @@ def test_quiz_through_stdin(tmp_path: Path, executed: Path) -> None:
     assert (root / "docs" / "Hidden.md").read_bytes() == hidden_before
     schedule = json.loads((root / ".kb" / "quiz.json").read_text(encoding="utf-8"))
     assert schedule["questions"]["Questions.md#^q-cold"]["interval_days"] == 1
+
+
+@pytest.mark.parametrize(("typed", "expected"), [
+    ("My text.\n## Heading two\nx\n.\n", "level-2 heading"),
+    ("caf\udce9 latin\n.\n", "standard input: byte 3 is not valid UTF-8"),
+])
+def test_quiz_keeps_rejected_text(tmp_path: Path, typed: str, expected: str) -> None:
+    root = _project(tmp_path)
+    before = _snapshot(root / "docs")
+    completed = subprocess.run([sys.executable, "-m", "kb.cli", "quiz"], cwd=root,
+                               input=typed.encode("utf-8", "surrogateescape"),
+                               capture_output=True, timeout=120)
+    assert completed.returncode == 1
+    error = completed.stderr.decode("utf-8")
+    assert expected in error
+    assert "Traceback" not in error
+    [kept] = (root / ".kb" / "unsaved").iterdir()
+    assert kept.read_bytes() == typed.removesuffix(".\n").encode("utf-8", "surrogateescape")
+    assert _snapshot(root / "docs") == before
+
+
+def test_quiz_interrupted_keeps_typed_text(tmp_path: Path) -> None:
+    root = _project(tmp_path)
+    before = _snapshot(root / "docs")
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-m", "kb.cli", "quiz"], cwd=root, stdin=terminal,
+                               stdout=terminal, stderr=terminal, start_new_session=True)
+    os.close(terminal)
+    try:
+        _read_until(controller, b"or Ctrl-D.", timeout=120)
+        os.write(controller, b"Half an explanation.\r")
+        time.sleep(0.5)  # let kb read the line before the interrupt arrives
+        process.send_signal(signal.SIGINT)  # what Ctrl-C sends; this pty is no controlling terminal
+        rest = _read_until(controller, b"--from", timeout=120)
+        assert process.wait(timeout=60) == 1
+    finally:
+        if process.poll() is None:
+            process.kill()
+        os.close(controller)
+    assert b"interrupted; nothing was saved" in rest
+    assert b"Traceback" not in rest
+    [kept] = (root / ".kb" / "unsaved").iterdir()
+    assert kept.read_text(encoding="utf-8") == "Half an explanation.\n"
+    assert _snapshot(root / "docs") == before
 
 
 def test_quiz_moves_to_next_question(tmp_path: Path) -> None:
