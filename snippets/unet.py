@@ -38,8 +38,10 @@ class SinusoidalTimeEmbedding(nn.Module):
     """Map integer timesteps (B,) to (B, dim) features [sin(t w_i), cos(t w_i)].
 
     The frequencies are w_i = theta^(-i / (dim/2 - 1)) for i = 0 .. dim/2 - 1, so the first
-    is 1 and the last 1/theta. This is the transformer position encoding of Vaswani et al.
-    (2017), section 3.5, with the sines and cosines in two halves instead of interleaved.
+    is 1 and the last exactly 1/theta. This is a variant of the position encoding of Vaswani
+    et al. (2017), section 3.5, whose frequencies are theta^(-2i / dim), so its last one is
+    theta^(-(dim - 2) / dim), slightly above 1/theta. Its sines and cosines are interleaved,
+    and here they fill two halves. The DDPM code of Ho et al. uses this variant.
     """
 
     def __init__(self, dim, theta=10000):
