@@ -25,7 +25,10 @@ def scaled_dot_product_attention(q, k, v, mask=None):
 
     q is (B, H, N, D), k is (B, H, M, D) and v is (B, H, M, Dv). `mask` is boolean and
     broadcastable to (B, H, N, M), and True means the query may attend to that key. A query row
-    whose keys are all masked out gets NaN, as in torch's own implementation.
+    whose keys are all masked out gets NaN here, because its row maximum is -inf and softmax
+    computes -inf - (-inf). torch 2.13's `F.scaled_dot_product_attention` returns zeros for
+    such a row instead. On CPU, both its default kernel and its math fallback (which calls
+    `aten._safe_softmax`) set the weights of a row with no visible key to zero.
     """
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (B, H, N, M)
     if mask is not None:
@@ -201,6 +204,20 @@ if __name__ == "__main__":
         err = (ours - reference).abs().max().item()
         print(f"{name:<22} {err:>20.2e}")
         assert err < 1e-10, f"{name}: max error {err:.2e} against torch"
+
+    # Query 2 may attend to no key. The two implementations differ on that row only.
+    blind_query = 2
+    blind_mask = torch.ones(tokens, tokens, dtype=torch.bool)
+    blind_mask[blind_query] = False
+    ours = scaled_dot_product_attention(q, k, v, blind_mask)
+    reference = F.scaled_dot_product_attention(q, k, v, attn_mask=blind_mask)
+    rows_with_keys = torch.arange(tokens) != blind_query
+    err = (ours[..., rows_with_keys, :] - reference[..., rows_with_keys, :]).abs().max().item()
+    print(f"fully masked row: ours {ours[0, 0, blind_query, 0].item()}, "
+          f"torch {reference[0, 0, blind_query, 0].item()}, other rows max error {err:.2e}")
+    assert ours[..., blind_query, :].isnan().all(), "ours: expected NaN on the fully masked row"
+    assert (reference[..., blind_query, :] == 0).all(), "torch: expected 0 on the fully masked row"
+    assert err < 1e-10, f"rows with visible keys: max error {err:.2e} against torch"
 
 # %% Multi-head attention against torch.nn.MultiheadAttention
 if __name__ == "__main__":

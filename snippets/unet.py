@@ -1,10 +1,14 @@
 # kb: timeout=60
 # %% [markdown]
 # # The U-Net of the DDPM GitHub model
-# A from-scratch rewrite of `Unet` in lucidrains/denoising-diffusion-pytorch (file
-# denoising_diffusion_pytorch/denoising_diffusion_pytorch.py, commit faed4db), the noise
-# predictor $\epsilon_\theta(x_t, t)$ of Ho et al. (2020), arXiv:2006.11239, section 4 and
-# appendix B, which in turn follows the PixelCNN++ U-Net with Wide ResNet blocks.
+# A re-implementation of the architecture of `Unet` in lucidrains/denoising-diffusion-pytorch
+# (file denoising_diffusion_pytorch/denoising_diffusion_pytorch.py, commit faed4db, MIT
+# licence, copyright Phil Wang), the noise predictor $\epsilon_\theta(x_t, t)$ of Ho et al.
+# (2020), arXiv:2006.11239, section 4 and appendix B, which in turn follows the PixelCNN++
+# U-Net with Wide ResNet blocks. The architecture is reproduced on purpose, so that layer
+# order, shapes and parameter counts match the repository's. `ConvBlock` and `ResnetBlock`
+# follow the structure of its `Block` and `ResnetBlock`, and `downsample` and `upsample` that
+# of its `Downsample` and `Upsample`. The code itself is written here.
 #
 # Layout, for `dim_mults=(1, 2)` on an 8x8 image:
 #
@@ -27,6 +31,7 @@
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from snippets.attention import Attention, ChannelRMSNorm
@@ -38,77 +43,77 @@ class SinusoidalTimeEmbedding(nn.Module):
     """Map integer timesteps (B,) to (B, dim) features [sin(t w_i), cos(t w_i)].
 
     The frequencies are w_i = theta^(-i / (dim/2 - 1)) for i = 0 .. dim/2 - 1, so the first
-    is 1 and the last 1/theta. This is the transformer position encoding of Vaswani et al.
-    (2017), section 3.5, with the sines and cosines in two halves instead of interleaved.
+    is 1 and the last exactly 1/theta. This is a variant of the position encoding of Vaswani
+    et al. (2017), section 3.5, whose frequencies are theta^(-2i / dim), so its last one is
+    theta^(-(dim - 2) / dim), slightly above 1/theta. Its sines and cosines are interleaved,
+    and here they fill two halves. The DDPM code of Ho et al. uses this variant.
     """
 
     def __init__(self, dim, theta=10000):
         super().__init__()
         if dim % 2 != 0 or dim < 4:
             raise ValueError(f"time embedding dim must be even and at least 4, got {dim}")
-        self.dim = dim
-        self.theta = theta
+        self.num_frequencies = dim // 2
+        self.base = theta
 
     def forward(self, t):
-        half = self.dim // 2
-        exponent = torch.arange(half, device=t.device) / (half - 1)
-        frequencies = self.theta ** -exponent  # (dim/2,)
+        steps = torch.arange(self.num_frequencies, device=t.device)
+        frequencies = self.base ** -(steps / (self.num_frequencies - 1))  # (dim/2,)
         angles = t.float()[:, None] * frequencies[None, :]  # (B, dim/2)
         return torch.cat((angles.sin(), angles.cos()), dim=-1)  # (B, dim)
 
 
 # %% Residual block
 class ConvBlock(nn.Module):
-    """3x3 convolution, RMS norm, optional scale-and-shift from the time embedding, SiLU."""
+    """3x3 convolution, channel RMS norm, optional FiLM gain and bias, SiLU, dropout."""
 
     def __init__(self, dim_in, dim_out, dropout=0.0):
         super().__init__()
-        self.proj = nn.Conv2d(dim_in, dim_out, 3, padding=1)
+        self.conv = nn.Conv2d(dim_in, dim_out, kernel_size=3, padding=1)
         self.norm = ChannelRMSNorm(dim_out)
-        self.act = nn.SiLU()
-        self.dropout = nn.Dropout(dropout)
+        self.drop = nn.Dropout(p=dropout)
 
-    def forward(self, x, scale_shift=None):
-        x = self.norm(self.proj(x))
-        if scale_shift is not None:
-            scale, shift = scale_shift  # each (B, C, 1, 1)
-            x = x * (scale + 1) + shift
-        return self.dropout(self.act(x))
+    def forward(self, x, film=None):
+        h = self.norm(self.conv(x))
+        if film is not None:
+            gain, bias = film  # each (B, C, 1, 1), both zero means no modulation
+            h = h * (1 + gain) + bias
+        return self.drop(F.silu(h))
 
 
 class ResnetBlock(nn.Module):
-    """Two conv blocks plus a residual path. The time embedding sets a per-channel scale
-    and shift after the first block's norm (FiLM-style conditioning)."""
+    """Two conv blocks plus a residual path. The time embedding sets a per-channel gain
+    and bias after the first block's norm (FiLM conditioning)."""
 
     def __init__(self, dim_in, dim_out, time_dim, dropout=0.0):
         super().__init__()
-        self.time_mlp = nn.Sequential(nn.SiLU(), nn.Linear(time_dim, dim_out * 2))
-        self.block1 = ConvBlock(dim_in, dim_out, dropout)
-        self.block2 = ConvBlock(dim_out, dim_out)
-        self.res_conv = nn.Conv2d(dim_in, dim_out, 1) if dim_in != dim_out else nn.Identity()
+        # The creation order (time projection, first conv, second conv, skip conv) decides
+        # which random numbers each layer's initialisation draws, so seeded runs need it.
+        self.time_to_film = nn.Sequential(nn.SiLU(), nn.Linear(time_dim, 2 * dim_out))
+        self.first = ConvBlock(dim_in, dim_out, dropout)
+        self.second = ConvBlock(dim_out, dim_out)
+        if dim_in == dim_out:
+            self.skip = nn.Identity()
+        else:
+            self.skip = nn.Conv2d(dim_in, dim_out, kernel_size=1)
 
     def forward(self, x, time_emb):
-        scale_shift = self.time_mlp(time_emb)[:, :, None, None].chunk(2, dim=1)  # (B, C, 1, 1) x 2
-        h = self.block1(x, scale_shift)
-        h = self.block2(h)
-        return h + self.res_conv(x)
+        film = self.time_to_film(time_emb)[:, :, None, None].chunk(2, dim=1)  # gain, bias
+        return self.second(self.first(x, film)) + self.skip(x)
 
 
 # %% Resampling
 def downsample(dim_in, dim_out):
     """Halve X and Y without losing pixels: move each 2x2 patch into channels, then a 1x1 conv."""
-    return nn.Sequential(
-        nn.PixelUnshuffle(2),  # (B, C, X, Y) -> (B, 4C, X/2, Y/2), channel order (c, p1, p2)
-        nn.Conv2d(dim_in * 4, dim_out, 1),
-    )
+    # PixelUnshuffle maps (B, C, X, Y) to (B, 4C, X/2, Y/2) with channel order (c, p1, p2).
+    patches_to_channels = nn.PixelUnshuffle(downscale_factor=2)
+    return nn.Sequential(patches_to_channels, nn.Conv2d(4 * dim_in, dim_out, kernel_size=1))
 
 
 def upsample(dim_in, dim_out):
     """Double X and Y by nearest-neighbour copying, then a 3x3 conv."""
-    return nn.Sequential(
-        nn.Upsample(scale_factor=2, mode="nearest"),
-        nn.Conv2d(dim_in, dim_out, 3, padding=1),
-    )
+    copy_pixels = nn.UpsamplingNearest2d(scale_factor=2)
+    return nn.Sequential(copy_pixels, nn.Conv2d(dim_in, dim_out, kernel_size=3, padding=1))
 
 
 # %% U-Net
@@ -129,27 +134,28 @@ class UNet(nn.Module):
         theta=10000,  # base of the sinusoidal time-embedding frequencies
     ):
         super().__init__()
-        num_stages = len(dim_mults)
+        stage_count = len(dim_mults)
         if full_attn is None:
-            full_attn = (False,) * (num_stages - 1) + (True,)
+            full_attn = (False,) * (stage_count - 1) + (True,)
         full_attn = tuple(full_attn)
-        if len(full_attn) != num_stages:
+        if len(full_attn) != stage_count:
             raise ValueError(
-                f"full_attn has {len(full_attn)} entries but dim_mults has {num_stages} stages"
+                f"full_attn has {len(full_attn)} entries but dim_mults has {stage_count} stages"
             )
 
-        self.channels = channels
-        self.out_dim = out_dim or channels
+        # Submodules are created in a fixed order (stem, time MLP, encoder, middle, decoder,
+        # head), because the order decides which random numbers each initialisation draws.
+        out_channels = out_dim or channels
         init_dim = init_dim or dim
-        self.init_conv = nn.Conv2d(channels, init_dim, 7, padding=3)
+        self.stem = nn.Conv2d(channels, init_dim, kernel_size=7, padding=3)
 
         dims = [init_dim] + [dim * m for m in dim_mults]
         in_out = list(zip(dims[:-1], dims[1:]))  # (channels in, channels out) per stage
 
         # A two-layer MLP widens the embedding of t to 4 * dim, and every residual block
         # reads the result.
-        time_dim = dim * 4
-        self.time_mlp = nn.Sequential(
+        time_dim = 4 * dim
+        self.time_embedding = nn.Sequential(
             SinusoidalTimeEmbedding(dim, theta),
             nn.Linear(dim, time_dim),
             nn.GELU(),
@@ -160,83 +166,102 @@ class UNet(nn.Module):
             kind = Attention if full else LinearAttention
             return kind(width, heads=attn_heads, dim_head=attn_dim_head)
 
-        self.downs = nn.ModuleList()
-        for i, ((dim_in, dim_out), full) in enumerate(zip(in_out, full_attn)):
-            is_last = i == num_stages - 1
-            self.downs.append(nn.ModuleList([
+        # Each encoder stage has two residual blocks and attention, then halves the
+        # resolution. The innermost stage changes only the width, with a 3x3 conv.
+        self.encoder = nn.ModuleList()
+        for stage, ((dim_in, dim_out), full) in enumerate(zip(in_out, full_attn)):
+            layers = nn.ModuleList([
                 ResnetBlock(dim_in, dim_in, time_dim, dropout),
                 ResnetBlock(dim_in, dim_in, time_dim, dropout),
                 attention_block(dim_in, full),
-                nn.Conv2d(dim_in, dim_out, 3, padding=1) if is_last else downsample(dim_in, dim_out),
-            ]))
+            ])
+            if stage == stage_count - 1:
+                layers.append(nn.Conv2d(dim_in, dim_out, kernel_size=3, padding=1))
+            else:
+                layers.append(downsample(dim_in, dim_out))
+            self.encoder.append(layers)
 
-        mid_dim = dims[-1]
-        self.mid_block1 = ResnetBlock(mid_dim, mid_dim, time_dim, dropout)
-        self.mid_attn = Attention(mid_dim, heads=attn_heads, dim_head=attn_dim_head)
-        self.mid_block2 = ResnetBlock(mid_dim, mid_dim, time_dim, dropout)
+        # The middle always uses softmax attention, whatever the value of full_attn.
+        bottleneck = dims[-1]
+        self.middle = nn.ModuleList([
+            ResnetBlock(bottleneck, bottleneck, time_dim, dropout),
+            Attention(bottleneck, heads=attn_heads, dim_head=attn_dim_head),
+            ResnetBlock(bottleneck, bottleneck, time_dim, dropout),
+        ])
 
-        # The up path mirrors the down path. Each residual block also reads one skip.
-        self.ups = nn.ModuleList()
-        for i, ((dim_in, dim_out), full) in enumerate(zip(reversed(in_out), reversed(full_attn))):
-            is_last = i == num_stages - 1
-            self.ups.append(nn.ModuleList([
+        # The decoder mirrors the encoder. Each residual block also reads one skip.
+        self.decoder = nn.ModuleList()
+        decoder_stages = zip(reversed(in_out), reversed(full_attn))
+        for stage, ((dim_in, dim_out), full) in enumerate(decoder_stages):
+            layers = nn.ModuleList([
                 ResnetBlock(dim_out + dim_in, dim_out, time_dim, dropout),
                 ResnetBlock(dim_out + dim_in, dim_out, time_dim, dropout),
                 attention_block(dim_out, full),
-                nn.Conv2d(dim_out, dim_in, 3, padding=1) if is_last else upsample(dim_out, dim_in),
-            ]))
+            ])
+            if stage == stage_count - 1:
+                layers.append(nn.Conv2d(dim_out, dim_in, kernel_size=3, padding=1))
+            else:
+                layers.append(upsample(dim_out, dim_in))
+            self.decoder.append(layers)
 
-        self.final_res_block = ResnetBlock(init_dim * 2, init_dim, time_dim, dropout)
-        self.final_conv = nn.Conv2d(init_dim, self.out_dim, 1)
+        # The head's residual block also reads the stem output, so it takes 2 * init_dim
+        # channels.
+        self.head_block = ResnetBlock(2 * init_dim, init_dim, time_dim, dropout)
+        self.head = nn.Conv2d(init_dim, out_channels, kernel_size=1)
 
     @property
-    def downsample_factor(self):
-        return 2 ** (len(self.downs) - 1)
+    def size_divisor(self):
+        """Return the number that both image sides must be divisible by, 2 per downsampling."""
+        return 2 ** (len(self.encoder) - 1)
 
     def forward(self, x, t, trace=None):
         """Predict the noise in x (B, C, X, Y) at integer timesteps t (B,).
 
         When `trace` is a list, (step name, output shape) pairs are appended to it.
         """
-        factor = self.downsample_factor
-        if x.shape[-2] % factor or x.shape[-1] % factor:
+        divisor = self.size_divisor
+        if x.shape[-2] % divisor or x.shape[-1] % divisor:
             raise ValueError(
-                f"image size {tuple(x.shape[-2:])} must be divisible by {factor} "
-                f"for {len(self.downs)} stages; pad the input or use fewer dim_mults"
+                f"image size {tuple(x.shape[-2:])} must be divisible by {divisor} "
+                f"for {len(self.encoder)} stages; pad the input or use fewer dim_mults"
             )
         record = trace.append if trace is not None else (lambda item: None)
 
-        x = self.init_conv(x)
-        r = x.clone()
-        t_emb = self.time_mlp(t)  # (B, E)
-        record(("init conv", tuple(x.shape)))
+        h = self.stem(x)
+        # A copy, not an alias. With an alias, autograd sums the gradients in another order,
+        # which changes their last bits and so can change the trained numbers in the notes.
+        stem_out = h.clone()
+        time_emb = self.time_embedding(t)  # (B, E)
+        record(("init conv", tuple(h.shape)))
 
+        # Every encoder residual block pushes its output, and every decoder one pops one.
         skips = []
-        for i, (block1, block2, attn, down) in enumerate(self.downs):
-            x = block1(x, t_emb)
-            skips.append(x)
-            x = block2(x, t_emb)
-            x = attn(x) + x
-            skips.append(x)
-            x = down(x)
-            record((f"down {i} ({type(attn).__name__})", tuple(x.shape)))
+        for stage, (first, second, attend, resample) in enumerate(self.encoder):
+            h = first(h, time_emb)
+            skips.append(h)
+            h = second(h, time_emb)
+            h = h + attend(h)
+            skips.append(h)
+            h = resample(h)
+            record((f"down {stage} ({type(attend).__name__})", tuple(h.shape)))
 
-        x = self.mid_block1(x, t_emb)
-        x = self.mid_attn(x) + x
-        x = self.mid_block2(x, t_emb)
-        record(("middle (Attention)", tuple(x.shape)))
+        first, attend, second = self.middle
+        h = first(h, time_emb)
+        h = h + attend(h)
+        h = second(h, time_emb)
+        record(("middle (Attention)", tuple(h.shape)))
 
-        for i, (block1, block2, attn, up) in enumerate(self.ups):
-            x = block1(torch.cat((x, skips.pop()), dim=1), t_emb)
-            x = block2(torch.cat((x, skips.pop()), dim=1), t_emb)
-            x = attn(x) + x
-            x = up(x)
-            record((f"up {i} ({type(attn).__name__})", tuple(x.shape)))
+        for stage, (first, second, attend, resample) in enumerate(self.decoder):
+            h = first(torch.cat((h, skips.pop()), dim=1), time_emb)
+            h = second(torch.cat((h, skips.pop()), dim=1), time_emb)
+            h = h + attend(h)
+            h = resample(h)
+            record((f"up {stage} ({type(attend).__name__})", tuple(h.shape)))
 
-        x = self.final_res_block(torch.cat((x, r), dim=1), t_emb)
-        x = self.final_conv(x)
-        record(("final conv", tuple(x.shape)))
-        return x
+        h = self.head_block(torch.cat((h, stem_out), dim=1), time_emb)
+        h = self.head(h)
+        record(("final conv", tuple(h.shape)))
+        return h
 
 
 def count_parameters(model):
