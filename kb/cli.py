@@ -164,7 +164,13 @@ def command_links(args: argparse.Namespace) -> int:
         print()
         return 0
     for link in links:
-        target = link.target or f"(unresolved, would create {link.would_create})"
+        if link.target is not None:
+            target = link.target
+        elif link.would_create is None:
+            # A Markdown link such as ../Home.md from a root note; `kb check` warns about it.
+            target = "(outside the vault, kb never follows it)"
+        else:
+            target = f"(unresolved, would create {link.would_create})"
         extra = " (ambiguous)" if link.ambiguous else ""
         print(_printable(f"{link.source}:{link.line}: {link.raw} -> {target}{extra}"))
     return 0

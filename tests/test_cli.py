@@ -364,6 +364,26 @@ def test_links_table_and_unresolved(vault, capsys):
     ]
 
 
+LINK_TARGETS = [
+    ("resolved", "[[Home]]", "Other Note.md:1: [[Home]] -> Home.md"),
+    ("unresolved", "[[Nowhere]]",
+     "Other Note.md:1: [[Nowhere]] -> (unresolved, would create Nowhere.md)"),
+    ("outside vault", "[back](../Home.md)",
+     "Other Note.md:1: [back](../Home.md) -> (outside the vault, kb never follows it)"),
+]
+
+
+@pytest.mark.parametrize("text, expected", [case[1:] for case in LINK_TARGETS],
+                         ids=[case[0] for case in LINK_TARGETS])
+def test_links_table_target(tmp_path, capsys, text, expected):
+    (tmp_path / "Home.md").write_text("# Home\n", encoding="utf-8")
+    (tmp_path / "Other Note.md").write_text(text + "\n", encoding="utf-8")
+    code, out, _ = run(capsys, "links", "--vault", str(tmp_path))
+    assert code == 0
+    assert out.splitlines() == [expected]
+    assert "None" not in out
+
+
 def test_tags_json(tmp_path, capsys):
     (tmp_path / "A.md").write_text("---\ntags: [ml]\n---\n#Deep #ml", encoding="utf-8")
     code, out, _ = run(capsys, "tags", "--format", "json", "--vault", str(tmp_path))
