@@ -430,6 +430,14 @@ def test_check_missing_prerequisite_error(tmp_path, capsys):
     assert "A.md:2: error: requires: names 'Nowhere', which does not exist" in out
 
 
+def test_check_unquoted_requires_link(tmp_path, capsys):
+    (tmp_path / "A.md").write_text("# A\n", encoding="utf-8")
+    (tmp_path / "B.md").write_text("---\ntitle: B\nrequires: [[A]]\n---\nText.\n", encoding="utf-8")
+    _, out, _ = run(capsys, "check", "--vault", str(tmp_path))
+    assert ('B.md:3: warning: requires: [[A]] is read by YAML as a nested list, so kb finds no '
+            'link in it; quote each link: requires: ["[[A]]"]') in out.splitlines()
+
+
 def test_missing_vault_folder(tmp_path, capsys):
     code, _, err = run(capsys, "links", "--vault", str(tmp_path / "absent"))
     assert code == 2

@@ -192,6 +192,38 @@ def test_property_empty_wikilink_ignored():
     assert raws('---\nup: "[[ ]]"\n---\n') == []
 
 
+# YAML reads an unquoted [[A]] as the nested list [["A"]], so the note would silently get no link.
+UNQUOTED_PROPERTY_LINKS = [
+    ("flow", "requires: [[A]]\n",
+     [(2, 'requires: [[A]] is read by YAML as a nested list, so kb finds no link in it; '
+          'quote each link: requires: ["[[A]]"]')]),
+    ("block item", "requires:\n  - \"[[A]]\"\n  - [[B|b]]\n",
+     [(4, 'requires: [[B|b]] is read by YAML as a nested list, so kb finds no link in it; '
+          'quote each link: requires: ["[[B|b]]"]')]),
+    ("other property", "title: x\nup: [[ Index ]]\n",
+     [(3, 'up: [[Index]] is read by YAML as a nested list, so kb finds no link in it; '
+          'quote each link: up: ["[[Index]]"]')]),
+    ("two properties", "up: [[A]]\nnext: [[B]]\n",
+     [(2, 'up: [[A]] is read by YAML as a nested list, so kb finds no link in it; '
+          'quote each link: up: ["[[A]]"]'),
+      (3, 'next: [[B]] is read by YAML as a nested list, so kb finds no link in it; '
+          'quote each link: next: ["[[B]]"]')]),
+    ("quoted", 'requires: ["[[A]]"]\n', []),
+    ("list of two words", "pair: [[a, b]]\n", []),
+    ("matrix", "grid: [[1], [2]]\n", []),
+]
+
+
+@pytest.mark.parametrize("frontmatter, expected", [case[1:] for case in UNQUOTED_PROPERTY_LINKS],
+                         ids=[case[0] for case in UNQUOTED_PROPERTY_LINKS])
+def test_property_unquoted_wikilink_warned(frontmatter, expected):
+    note = parse_note(f"---\n{frontmatter}---\nBody\n", "N.md")
+    got = [(problem.line, problem.message) for problem in note.problems
+           if problem.code == "unquoted-property-link"]
+    assert got == expected
+    assert all(problem.severity == "warning" for problem in note.problems)
+
+
 # Tags ---------------------------------------------------------------------------------------
 
 TAGS = [
