@@ -438,6 +438,39 @@ def test_check_unquoted_requires_link(tmp_path, capsys):
             'link in it; quote each link: requires: ["[[A]]"]') in out.splitlines()
 
 
+# Where kb check points for an answer note without code, and which folder it names for the
+# snippet: the project's snippets/, or a snippets/ folder inside a vault that is not the project's.
+ANSWER_WITHOUT_CODE = [
+    ("code heading", True, "Why does it work? [[A|answer]]\n",
+     "# A\n\n## Code\n\n## In my own words\n\nMine.\n", 3, "snippets/"),
+    ("answers property", False, "Why does it work? ^q1\n",
+     "---\ntitle: A\nanswers: ['[[Q#^q1]]']\n---\n## In my own words\n\nMine.\n", 3,
+     "{vault}/snippets/"),
+    ("neither", False, "Why does it work? [[A|answer]]\n",
+     "---\ntitle: A\n---\n## In my own words\n\nMine.\n", 4, "{vault}/snippets/"),
+]
+
+
+@pytest.mark.parametrize("own, question, answer, line, folder",
+                         [case[1:] for case in ANSWER_WITHOUT_CODE],
+                         ids=[case[0] for case in ANSWER_WITHOUT_CODE])
+def test_check_answer_without_code_points_to_fix(tmp_path, capsys, own, question, answer, line,
+                                                 folder):
+    if own:
+        (tmp_path / "mkdocs.yml").write_text("site_name: t\n", encoding="utf-8")
+    vault = tmp_path / "docs"
+    vault.mkdir()
+    (vault / "Q.md").write_text(question, encoding="utf-8")
+    (vault / "A.md").write_text(answer, encoding="utf-8")
+    _, out, _ = run(capsys, "check", "--vault", str(vault))
+    [problem] = [entry for entry in out.splitlines() if "embeds no runnable snippet" in entry]
+    assert problem.startswith(f"A.md:{line}: error: answer to 'Why does it work?")
+    assert problem.endswith(
+        "add one under '## Code' as ![[name.py]] and put name.py in "
+        + folder.format(vault=vault.resolve())
+    )
+
+
 def test_missing_vault_folder(tmp_path, capsys):
     code, _, err = run(capsys, "links", "--vault", str(tmp_path / "absent"))
     assert code == 2
