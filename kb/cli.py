@@ -33,7 +33,7 @@ from kb.model import _ESCAPE_CONTROL, Problem
 from kb.project import Project
 from kb.site_pages import is_filled_page
 
-__all__ = ["main", "plural"]
+__all__ = ["main", "plural", "positive_int"]
 
 GRAPH_RULES = """\
 dependency rules for the tree and --order:
@@ -106,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_vault_option(graph)
     graph.add_argument("topic", nargs="?", help="note name, path or alias (any case)")
     graph.add_argument("--reverse", action="store_true", help="show what depends on TOPIC")
-    graph.add_argument("--depth", type=_positive_int, default=None,
+    graph.add_argument("--depth", type=positive_int, default=None,
                        help="stop the tree after N levels (default: no limit)")
     graph.add_argument("--order", action="store_true",
                        help="print TOPIC's prerequisites in a learning order")
@@ -142,10 +142,18 @@ def _add_vault_option(parser: argparse.ArgumentParser) -> None:
                         help="vault folder (default: docs_dir of the nearest mkdocs.yml)")
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
+def positive_int(text: str) -> int:
+    """Return ``text`` as an int of 1 or more, for argparse's ``type=``.
+
+    Invalid text raises ArgumentTypeError, whose message argparse prints after the option
+    name. A ValueError would make argparse print this function's name instead.
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
     if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+        raise argparse.ArgumentTypeError(f"expected a whole number of 1 or more, got {text!r}")
     return value
 
 

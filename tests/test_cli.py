@@ -101,11 +101,25 @@ def test_graph_depth(vault, capsys):
     ]
 
 
-def test_graph_depth_rejects_zero(vault, capsys):
+WHOLE_NUMBER_OPTIONS = [
+    (["graph", "Transformer", "--depth"], "abc", "argument --depth"),
+    (["graph", "Transformer", "--depth"], "0", "argument --depth"),
+    (["graph", "Transformer", "--depth"], "-2", "argument --depth"),
+    (["graph", "Transformer", "--depth"], "1.5", "argument --depth"),
+    (["run", "--list", "-j"], "abc", "argument -j/--jobs"),
+    (["run", "--list", "-j"], "0", "argument -j/--jobs"),
+]
+
+
+@pytest.mark.parametrize("command, value, option", WHOLE_NUMBER_OPTIONS,
+                         ids=[f"{case[0][-1]} {case[1]}" for case in WHOLE_NUMBER_OPTIONS])
+def test_whole_number_option_rejects(vault, capsys, command, value, option):
     with pytest.raises(SystemExit) as error:
-        main(["graph", "Transformer", "--depth", "0", "--vault", str(vault)])
+        main([*command, value, "--vault", str(vault)])
     assert error.value.code == 2
-    assert "must be 1 or more" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"{option}: expected a whole number of 1 or more, got '{value}'" in err
+    assert "_positive_int" not in err
 
 
 def test_graph_order_valid(vault, capsys):
