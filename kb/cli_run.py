@@ -157,7 +157,14 @@ def command_run(args: argparse.Namespace) -> int:
     try:
         results = _run_with_progress(runner, units, err_console)
     except UntrustedCodeError as error:
-        err_console.print(f"kb run: error: {error}", style="red", markup=False, highlight=False,
+        message = str(error)
+        if project.foreign:
+            message = (
+                f"untrusted code not run: {error.path} is in {project.vault_dir.resolve()}, "
+                "which is not this project's vault. If you trust its code, pass --trust to run "
+                "the code of that vault"
+            )
+        err_console.print(f"kb run: error: {message}", style="red", markup=False, highlight=False,
                           soft_wrap=True)
         return 2
     except KeyboardInterrupt:

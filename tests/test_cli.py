@@ -521,6 +521,19 @@ def test_run_unknown_target_points_to_list(tmp_path, capsys):
     assert "no snippet or note named 'nosuch'; run `kb run --list` to see them" in err
 
 
+def test_run_foreign_vault_says_pass_trust(tmp_path, capsys):
+    vault = tmp_path / "foreign"
+    vault.mkdir()
+    (vault / "A.md").write_text("```python\nprint(1)\n```\n", encoding="utf-8")
+    code, _, err = run(capsys, "run", "--vault", str(vault))
+    assert code == 2
+    message = " ".join(err.split())  # rich wraps long lines
+    assert (f"untrusted code not run: {vault.resolve() / 'A.md'} is in {vault.resolve()}, which is "
+            "not this project's vault. If you trust its code, pass --trust to run the code of "
+            "that vault") in message
+    assert "trusted folders" not in message
+
+
 def test_run_list_prints_units(tmp_path, capsys):
     (tmp_path / "A.md").write_text("```python\nprint(1)\n```\n", encoding="utf-8")
     (tmp_path / "B.md").write_text("No code.\n", encoding="utf-8")
