@@ -110,7 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="stop the tree after N levels (default: no limit)")
     graph.add_argument("--order", action="store_true",
                        help="print TOPIC's prerequisites in a learning order")
-    graph.add_argument("--path", nargs=2, metavar=("A", "B"), help="how topic A connects to B")
+    graph.add_argument("--path", nargs=2, metavar=("A", "B"),
+                       help="how topic A connects to B (without TOPIC, --order, --reverse or "
+                       "--depth)")
     graph.add_argument("--strong", action="store_true",
                        help="follow and draw only requires: prerequisites, not plain links")
     graph.add_argument("--format", choices=("tree", "json", "dot", "mermaid", "graphml"),
@@ -206,6 +208,16 @@ def command_graph(args: argparse.Namespace) -> int:
     G = build_graph(vault)
 
     if args.path:
+        # TOPIC, --order, --reverse and --depth shape a topic's tree; --path has none of them.
+        ignored = [f"TOPIC '{args.topic}'"] if args.topic is not None else []
+        ignored += [option for option, given in (
+            ("--order", args.order), ("--reverse", args.reverse), ("--depth", args.depth is not None),
+        ) if given]
+        if ignored:
+            print(_printable(f"kb: error: --path A B cannot be combined with {', '.join(ignored)}; "
+                             "use --path alone to see how A connects to B, or drop --path"),
+                  file=sys.stderr)
+            return 2
         a, b = (_topic(vault, name) for name in args.path)
         if a is None or b is None:
             return 2

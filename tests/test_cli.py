@@ -211,6 +211,27 @@ def test_graph_path_json_and_missing(vault, capsys):
     ]
 
 
+PATH_CONFLICTS = [
+    (["Transformer"], "TOPIC 'Transformer'"),
+    (["--order"], "--order"),
+    (["--reverse"], "--reverse"),
+    (["--depth", "2"], "--depth"),
+    (["Transformer", "--order"], "TOPIC 'Transformer', --order"),
+]
+
+
+@pytest.mark.parametrize("extra, named", PATH_CONFLICTS, ids=[case[1] for case in PATH_CONFLICTS])
+def test_graph_path_rejects_topic_options(vault, capsys, extra, named):
+    code, out, err = run(capsys, "graph", *extra, "--path", "Attention", "Softmax",
+                         "--vault", str(vault))
+    assert code == 2
+    assert out == ""
+    assert err.splitlines() == [
+        f"kb: error: --path A B cannot be combined with {named}; use --path alone to see how "
+        "A connects to B, or drop --path",
+    ]
+
+
 def test_graph_summary(vault, capsys):
     code, out, _ = run(capsys, "graph", "--vault", str(vault))
     assert code == 0
