@@ -458,6 +458,33 @@ def test_check_warnings_pass_unless_strict(tmp_path, capsys):
     assert out.splitlines()[0].startswith("A.md:1: error: [[Missing]]")
 
 
+DOT_FILE_LINKS = [
+    ("dot note", "..md", "[[..md]]",
+     "[[..md]]: kb skips files and folders whose name starts with a dot, so it cannot link to "
+     "'..md'; rename '..md' so that it does not start with a dot, and fix the link"),
+    ("hidden note", ".hidden.md", "[[.hidden]]",
+     "[[.hidden]]: kb skips files and folders whose name starts with a dot, so it cannot link "
+     "to '.hidden.md'; rename '.hidden.md' so that it does not start with a dot, and fix the link"),
+    ("hidden folder", ".drafts/Idea.md", "[[.drafts/Idea]]",
+     "[[.drafts/Idea]]: kb skips files and folders whose name starts with a dot, so it cannot "
+     "link to '.drafts/Idea.md'; rename '.drafts' so that it does not start with a dot, and fix "
+     "the link"),
+    ("missing note", None, "[[Idea]]",
+     "[[Idea]]: no note or file named 'Idea'; create 'Idea.md' or fix the link"),
+]
+
+
+@pytest.mark.parametrize("written, link, expected", [case[1:] for case in DOT_FILE_LINKS],
+                         ids=[case[0] for case in DOT_FILE_LINKS])
+def test_check_link_to_dot_file(tmp_path, capsys, written, link, expected):
+    if written:
+        (tmp_path / written).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / written).write_text("# Hidden\n", encoding="utf-8")
+    (tmp_path / "A.md").write_text(f"See {link}.\n", encoding="utf-8")
+    _, out, _ = run(capsys, "check", "--vault", str(tmp_path))
+    assert f"A.md:1: warning: {expected}" in out.splitlines()
+
+
 def test_check_missing_prerequisite_error(tmp_path, capsys):
     (tmp_path / "A.md").write_text("---\nrequires: ['[[Nowhere]]']\n---\n", encoding="utf-8")
     code, out, _ = run(capsys, "check", "--vault", str(tmp_path))
