@@ -45,6 +45,11 @@ dependency rules for the tree and --order:
     (on stderr, or under "missing_notes" in JSON).
   - TOPIC comes last in its learning order (first with --reverse): links back into TOPIC
     are cut and reported, and so is one edge of each remaining cycle.
+
+--path A B shows a chain with the fewest links between A and B, each link followed in
+either direction. Among chains of that length, it shows one with the fewest links followed
+backwards (drawn <--kind--), so a chain that only follows links wins when one exists. A
+longer chain is never chosen for its direction.
 """
 
 # Modules that add their own subcommands; a missing one is simply not offered.

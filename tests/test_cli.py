@@ -188,6 +188,7 @@ def test_graph_help_states_rules(capsys):
     assert "metadata, not dependencies" in out
     assert "missing notes" in out
     assert "TOPIC comes last" in out
+    assert "with the fewest links followed backwards" in " ".join(out.split())
 
 
 def test_graph_path_text(vault, capsys):
@@ -680,6 +681,20 @@ def test_ml_notes_counts(ml_notes, capsys):
     assert unresolved == [
         ("Data Augmentation.md", "[[NLP]]"),
         ("Building a Fraud Detection System..md", "[[Imbalance Handling]]"),
+    ]
+
+
+def test_ml_notes_path_follows_links(ml_notes, capsys):
+    # Transformers <- Neural Networks history <- Neural Networks -> ... has the same length.
+    code, out, _ = run(capsys, "graph", "--path", "Transformers", "Cross-Entropy",
+                       "--vault", str(ml_notes))
+    assert code == 0
+    assert out.splitlines() == [
+        "Transformers",
+        "  --link--> RNN",
+        "  --link--> Neural Networks",
+        "  --link--> Loss Function",
+        "  --link--> Cross-Entropy",
     ]
 
 
