@@ -509,7 +509,7 @@ def _export(G: nx.MultiDiGraph, fmt: str, whole: nx.MultiDiGraph | None = None) 
         ids = {node: f"n{index}" for index, node in enumerate(sorted(G.nodes))}
         print("graph LR")
         for node, data in sorted(G.nodes(data=True)):
-            label = _label(whole, node).replace('"', "#quot;")
+            label = _label(whole, node).translate(_MERMAID_CODES)
             print(f'  {ids[node]}["{label}"]')
         for u, v, kind in sorted(G.edges(keys=True)):
             arrow = _MERMAID_ARROWS.get(kind, "-->")
@@ -520,6 +520,11 @@ def _export(G: nx.MultiDiGraph, fmt: str, whole: nx.MultiDiGraph | None = None) 
 # Edge styles by kind: prerequisites bold, embeds dotted, plain links as drawn by default.
 _DOT_EDGE_STYLES = {"requires": " style=bold", "embed": " style=dotted"}
 _MERMAID_ARROWS = {"requires": "==>", "embed": "-.->"}
+# Mermaid renders a label as HTML and decodes "#name;" and "#number;" codes in it, so these
+# characters are written as codes: one translate() pass, which never re-escapes a "#" it wrote.
+_MERMAID_CODES = str.maketrans(
+    {'"': "#quot;", "<": "#lt;", ">": "#gt;", "&": "#amp;", "#": "#35;"}
+)
 
 
 def _quote(text: str) -> str:

@@ -332,6 +332,25 @@ def test_format_mermaid(vault, capsys):
     assert [by_label["Transformer"], "==>", by_label["Attention"]] in edges
 
 
+def test_format_mermaid_escapes_labels(tmp_path, capsys):
+    # Mermaid renders labels as HTML and decodes its own codes such as #quot; and #35;, so
+    # < > & " and # in a note name are written as codes.
+    (tmp_path / "a<b>.md").write_text("[[Q & A]]\n", encoding="utf-8")
+    (tmp_path / "Q & A.md").write_text("", encoding="utf-8")
+    (tmp_path / 'Say "hi" #1;.md').write_text("", encoding="utf-8")
+    (tmp_path / "x&lt;y.md").write_text("", encoding="utf-8")
+    code, out, _ = run(capsys, "graph", "--format", "mermaid", "--vault", str(tmp_path))
+    assert code == 0
+    assert out.splitlines() == [
+        "graph LR",
+        '  n0["Q #amp; A"]',
+        '  n1["Say #quot;hi#quot; #35;1;"]',
+        '  n2["a#lt;b#gt;"]',
+        '  n3["x#amp;lt;y"]',
+        "  n2 --> n0",
+    ]
+
+
 def _dot_edges(out: str) -> set[tuple[str, str, str]]:
     pattern = re.compile(r'  "(.*)" -> "(.*)" \[label="(\w+)"')
     return {match.groups() for match in map(pattern.match, out.splitlines()) if match}
