@@ -492,8 +492,10 @@ def _export(G: nx.MultiDiGraph, fmt: str, whole: nx.MultiDiGraph | None = None) 
         for node, data in G.nodes(data=True):
             # Control characters are invalid in XML 1.0, so they are written as escapes.
             H.add_node(_printable(node), **{key: (_printable(value) if isinstance(value, str) else value if isinstance(value, (int, float, bool)) else _printable(" ".join(map(str, value)))) for key, value in data.items()})
-        for u, v, key, data in G.edges(keys=True, data=True):
-            H.add_edge(_printable(u), _printable(v), key=key, kind=data["kind"], count=data["count"], lines=" ".join(map(str, data["lines"])))
+        # GraphML needs a unique id per edge. The edge's kind is kept in its "kind" data.
+        for index, (u, v, data) in enumerate(G.edges(data=True)):
+            H.add_edge(_printable(u), _printable(v), key=f"e{index}", kind=data["kind"],
+                       count=data["count"], lines=" ".join(map(str, data["lines"])))
         for line in nx.generate_graphml(H):
             print(line)
     elif fmt == "dot":

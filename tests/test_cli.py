@@ -9,11 +9,14 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from xml.etree import ElementTree
 
 import networkx as nx
 import pytest
 
 from kb.cli import main
+from kb.graph import build_graph
+from kb.vault import Vault
 from test_graph import HUB_NOTES, NOTES, write_vault
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -349,6 +352,19 @@ def test_format_mermaid_escapes_labels(tmp_path, capsys):
         '  n3["x#amp;lt;y"]',
         "  n2 --> n0",
     ]
+
+
+def test_format_graphml_edge_ids_unique(vault, capsys):
+    code, out, _ = run(capsys, "graph", "--format", "graphml", "--vault", str(vault))
+    assert code == 0
+    namespace = {"g": "http://graphml.graphdrawing.org/xmlns"}
+    edges = ElementTree.fromstring(out).findall("g:graph/g:edge", namespace)
+    ids = [edge.get("id") for edge in edges]
+    assert len(ids) == len(set(ids)) == len(edges)
+    G = nx.read_graphml(io.BytesIO(out.encode("utf-8")))
+    kinds = sorted((u, v, data["kind"]) for u, v, data in G.edges(data=True))
+    expected = sorted(build_graph(Vault.load(vault)).edges(keys=True))
+    assert kinds == expected
 
 
 def _dot_edges(out: str) -> set[tuple[str, str, str]]:
