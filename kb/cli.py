@@ -182,7 +182,8 @@ def command_links(args: argparse.Namespace) -> int:
         if link.target is not None:
             target = link.target
         elif link.would_create is None:
-            # A Markdown link such as ../Home.md from a root note; `kb check` warns about it.
+            # A Markdown link such as ../Home.md in a note at the vault root. kb check warns
+            # about it too.
             target = "(outside the vault, kb never follows it)"
         else:
             target = f"(unresolved, would create {link.would_create})"
@@ -213,7 +214,7 @@ def command_graph(args: argparse.Namespace) -> int:
     G = build_graph(vault)
 
     if args.path:
-        # TOPIC, --order, --reverse and --depth shape a topic's tree; --path has none of them.
+        # TOPIC, --order, --reverse and --depth shape a topic's tree, and --path draws none.
         ignored = [f"TOPIC '{args.topic}'"] if args.topic is not None else []
         ignored += [option for option, given in (
             ("--order", args.order), ("--reverse", args.reverse), ("--depth", args.depth is not None),
@@ -523,7 +524,8 @@ def _export(G: nx.MultiDiGraph, fmt: str, whole: nx.MultiDiGraph | None = None) 
 _DOT_EDGE_STYLES = {"requires": " style=bold", "embed": " style=dotted"}
 _MERMAID_ARROWS = {"requires": "==>", "embed": "-.->"}
 # Mermaid renders a label as HTML and decodes "#name;" and "#number;" codes in it, so these
-# characters are written as codes: one translate() pass, which never re-escapes a "#" it wrote.
+# characters are written as codes. translate() makes one pass, so it never re-escapes a "#"
+# that it wrote.
 _MERMAID_CODES = str.maketrans(
     {'"': "#quot;", "<": "#lt;", ">": "#gt;", "&": "#amp;", "#": "#35;"}
 )

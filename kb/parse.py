@@ -659,9 +659,9 @@ def _read_properties(note: Note, source: str, lines: _Lines) -> None:
 def _report_unquoted_links(note: Note, source: str, key: str, value: Any) -> None:
     """Warn about each ``[[A]]`` written without quotes in the property ``key``.
 
-    YAML reads an unquoted ``[[A]]`` as a flow list holding the list ``["A"]``, so the
-    property holds no link text and the note silently loses the link. Such a value is looked
-    for where a flow list (``key: [[A]]``) or a block list item (``- [[A]]``) puts it.
+    YAML reads an unquoted ``[[A]]`` as a flow list that contains the list ``["A"]``, so the
+    property contains no link text and the note silently loses the link. Such a value is
+    looked for where a flow list (``key: [[A]]``) or a block list item (``- [[A]]``) puts it.
     """
     candidates = [value, *value] if isinstance(value, list) else [value]
     targets = [

@@ -361,7 +361,7 @@ class Vault:
                             "Link a note inside the vault")
                 )
             elif link.target is None and (dot_part := _dot_part(link.would_create)):
-                # Creating the file would not help: _scan skips it like every dot file.
+                # Creating the file would not help, because _scan skips every dot file.
                 problems.append(
                     Problem(link.source, link.line, "warning", "unresolved-link",
                             f"{link.raw}: kb skips files and folders whose name starts with a "

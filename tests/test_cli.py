@@ -611,11 +611,10 @@ def test_run_foreign_vault_says_pass_trust(tmp_path, capsys):
     (vault / "A.md").write_text("```python\nprint(1)\n```\n", encoding="utf-8")
     code, _, err = run(capsys, "run", "--vault", str(vault))
     assert code == 2
-    message = " ".join(err.split())  # rich wraps long lines
     assert (f"untrusted code not run: {vault.resolve() / 'A.md'} is in {vault.resolve()}, which is "
             "not this project's vault. If you trust its code, pass --trust to run the code of "
-            "that vault") in message
-    assert "trusted folders" not in message
+            "that vault") in err
+    assert "trusted folders" not in err
 
 
 def test_run_list_prints_units(tmp_path, capsys):
