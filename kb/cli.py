@@ -33,7 +33,7 @@ from kb.model import _ESCAPE_CONTROL, Problem
 from kb.project import Project
 from kb.site_pages import is_filled_page
 
-__all__ = ["main", "plural"]
+__all__ = ["main", "plural", "positive_int"]
 
 GRAPH_RULES = """\
 dependency rules for the tree and --order:
@@ -45,6 +45,11 @@ dependency rules for the tree and --order:
     (on stderr, or under "missing_notes" in JSON).
   - TOPIC comes last in its learning order (first with --reverse): links back into TOPIC
     are cut and reported, and so is one edge of each remaining cycle.
+
+--path A B shows a chain with the fewest links between A and B, each link followed in
+either direction. Among chains of that length, it shows one with the fewest links followed
+backwards (drawn <--kind--), so a chain that only follows links wins when one exists. A
+longer chain is never chosen for its direction.
 """
 
 # Modules that add their own subcommands; a missing one is simply not offered.
@@ -110,11 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_vault_option(graph)
     graph.add_argument("topic", nargs="?", help="note name, path or alias (any case)")
     graph.add_argument("--reverse", action="store_true", help="show what depends on TOPIC")
-    graph.add_argument("--depth", type=_positive_int, default=None,
+    graph.add_argument("--depth", type=positive_int, default=None,
                        help="stop the tree after N levels (default: no limit)")
     graph.add_argument("--order", action="store_true",
                        help="print TOPIC's prerequisites in a learning order")
-    graph.add_argument("--path", nargs=2, metavar=("A", "B"), help="how topic A connects to B")
+    graph.add_argument("--path", nargs=2, metavar=("A", "B"),
+                       help="how topic A connects to B (without TOPIC, --order, --reverse or "
+                       "--depth)")
     graph.add_argument("--strong", action="store_true",
                        help="follow and draw only requires: prerequisites, not plain links")
     graph.add_argument("--format", choices=("tree", "json", "dot", "mermaid", "graphml"),
@@ -146,10 +153,18 @@ def _add_vault_option(parser: argparse.ArgumentParser) -> None:
                         help="vault folder (default: docs_dir of the nearest mkdocs.yml)")
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
+def positive_int(text: str) -> int:
+    """Return ``text`` as an int of 1 or more, for argparse's ``type=``.
+
+    Invalid text raises ArgumentTypeError, whose message argparse prints after the option
+    name. A ValueError would make argparse print this function's name instead.
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
     if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+        raise argparse.ArgumentTypeError(f"expected a whole number of 1 or more, got {text!r}")
     return value
 
 
@@ -168,7 +183,14 @@ def command_links(args: argparse.Namespace) -> int:
         print()
         return 0
     for link in links:
-        target = link.target or f"(unresolved, would create {link.would_create})"
+        if link.target is not None:
+            target = link.target
+        elif link.would_create is None:
+            # A Markdown link such as ../Home.md in a note at the vault root. kb check warns
+            # about it too.
+            target = "(outside the vault, kb never follows it)"
+        else:
+            target = f"(unresolved, would create {link.would_create})"
         extra = " (ambiguous)" if link.ambiguous else ""
         print(_printable(f"{link.source}:{link.line}: {link.raw} -> {target}{extra}"))
     return 0
@@ -196,6 +218,16 @@ def command_graph(args: argparse.Namespace) -> int:
     G = build_graph(vault)
 
     if args.path:
+        # TOPIC, --order, --reverse and --depth shape a topic's tree, and --path draws none.
+        ignored = [f"TOPIC '{args.topic}'"] if args.topic is not None else []
+        ignored += [option for option, given in (
+            ("--order", args.order), ("--reverse", args.reverse), ("--depth", args.depth is not None),
+        ) if given]
+        if ignored:
+            print(_printable(f"kb: error: --path A B cannot be combined with {', '.join(ignored)}; "
+                             "use --path alone to see how A connects to B, or drop --path"),
+                  file=sys.stderr)
+            return 2
         a, b = (_topic(vault, name) for name in args.path)
         if a is None or b is None:
             return 2
@@ -465,8 +497,10 @@ def _export(G: nx.MultiDiGraph, fmt: str, whole: nx.MultiDiGraph | None = None) 
         for node, data in G.nodes(data=True):
             # Control characters are invalid in XML 1.0, so they are written as escapes.
             H.add_node(_printable(node), **{key: (_printable(value) if isinstance(value, str) else value if isinstance(value, (int, float, bool)) else _printable(" ".join(map(str, value)))) for key, value in data.items()})
-        for u, v, key, data in G.edges(keys=True, data=True):
-            H.add_edge(_printable(u), _printable(v), key=key, kind=data["kind"], count=data["count"], lines=" ".join(map(str, data["lines"])))
+        # GraphML needs a unique id per edge. The edge's kind is kept in its "kind" data.
+        for index, (u, v, data) in enumerate(G.edges(data=True)):
+            H.add_edge(_printable(u), _printable(v), key=f"e{index}", kind=data["kind"],
+                       count=data["count"], lines=" ".join(map(str, data["lines"])))
         for line in nx.generate_graphml(H):
             print(line)
     elif fmt == "dot":
@@ -482,7 +516,7 @@ def _export(G: nx.MultiDiGraph, fmt: str, whole: nx.MultiDiGraph | None = None) 
         ids = {node: f"n{index}" for index, node in enumerate(sorted(G.nodes))}
         print("graph LR")
         for node, data in sorted(G.nodes(data=True)):
-            label = _label(whole, node).replace('"', "#quot;")
+            label = _label(whole, node).translate(_MERMAID_CODES)
             print(f'  {ids[node]}["{label}"]')
         for u, v, kind in sorted(G.edges(keys=True)):
             arrow = _MERMAID_ARROWS.get(kind, "-->")
@@ -493,6 +527,12 @@ def _export(G: nx.MultiDiGraph, fmt: str, whole: nx.MultiDiGraph | None = None) 
 # Edge styles by kind: prerequisites bold, embeds dotted, plain links as drawn by default.
 _DOT_EDGE_STYLES = {"requires": " style=bold", "embed": " style=dotted"}
 _MERMAID_ARROWS = {"requires": "==>", "embed": "-.->"}
+# Mermaid renders a label as HTML and decodes "#name;" and "#number;" codes in it, so these
+# characters are written as codes. translate() makes one pass, so it never re-escapes a "#"
+# that it wrote.
+_MERMAID_CODES = str.maketrans(
+    {'"': "#quot;", "<": "#lt;", ">": "#gt;", "&": "#amp;", "#": "#35;"}
+)
 
 
 def _quote(text: str) -> str:

@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from kb.cli import plural
+from kb.cli import plural, positive_int
 from kb.project import Project
 from kb.runner import STATUSES, RunResult, Runner, UntrustedCodeError
 from kb.snippets import RunUnit, SnippetError, note_units, read_snippet, snippet_files, units_from_note
@@ -47,7 +47,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="snippet (path, file name or name without .py) or note (path, vault-relative "
         "path, or name; add :LINE to pick one fence); default: every snippet and note",
     )
-    parser.add_argument("-j", "--jobs", type=_positive_int, default=1,
+    parser.add_argument("-j", "--jobs", type=positive_int, default=1,
                         help="number of kernels running at once (default: 1)")
     parser.add_argument("--force", action="store_true",
                         help="execute again even when a cached result is current")
@@ -66,13 +66,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def cache_dir_for(project: Project) -> Path:
     """Return ``project.cache_dir``, which never lies inside a foreign vault."""
     return project.cache_dir
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
-    return value
 
 
 def _fold(text: str) -> str:
@@ -164,7 +157,14 @@ def command_run(args: argparse.Namespace) -> int:
     try:
         results = _run_with_progress(runner, units, err_console)
     except UntrustedCodeError as error:
-        err_console.print(f"kb run: error: {error}", style="red", markup=False, highlight=False,
+        message = str(error)
+        if project.foreign:
+            message = (
+                f"untrusted code not run: {error.path} is in {project.vault_dir.resolve()}, "
+                "which is not this project's vault. If you trust its code, pass --trust to run "
+                "the code of that vault"
+            )
+        err_console.print(f"kb run: error: {message}", style="red", markup=False, highlight=False,
                           soft_wrap=True)
         return 2
     except KeyboardInterrupt:

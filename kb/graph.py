@@ -267,16 +267,27 @@ def learning_order(D: nx.DiGraph, topic: str) -> tuple[list[str], list[tuple[str
 def connection_path(G: nx.MultiDiGraph, a: str, b: str) -> list[tuple[str, str, str]]:
     """Return the shortest chain of edges joining ``a`` and ``b``, in either direction.
 
+    Among the chains with the fewest edges, the one with the fewest steps against the link
+    direction wins, so a chain that only follows links is shown whenever one of that length
+    exists. A longer chain is never preferred for its direction.
+
     Each step is ``(node, kind, direction)`` where direction is ``"->"`` when the link is
     written from the previous node to this one and ``"<-"`` otherwise; the first step has
     kind and direction ``""``. Raises :class:`networkx.NetworkXNoPath` when none exists.
     """
-    U = nx.Graph()
+    # Every step costs `step`, and a step against the link direction costs 1 more. A chain
+    # has at most len(G) - 1 steps, so these extra costs sum to less than one `step`, and no
+    # longer chain can cost less than a shorter one.
+    step = len(G) + 1
+    U = nx.DiGraph()
     U.add_nodes_from(G.nodes)
-    for u, v, kind in G.edges(keys=True):
-        if u != v and not U.has_edge(u, v):
-            U.add_edge(u, v)
-    nodes = nx.shortest_path(U, a, b)
+    for u, v in G.edges():
+        if u == v:
+            continue
+        U.add_edge(u, v, weight=step)
+        if not G.has_edge(v, u):
+            U.add_edge(v, u, weight=step + 1)
+    nodes = nx.dijkstra_path(U, a, b)
     steps = [(a, "", "")]
     for previous, node in zip(nodes, nodes[1:]):
         if G.has_edge(previous, node):

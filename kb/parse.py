@@ -639,6 +639,10 @@ def _read_properties(note: Note, source: str, lines: _Lines) -> None:
                 link.property = key
                 note.links.append(link)
 
+    for key, value in data.items():
+        if key != "tags":  # the tags check above already reports items that are not text
+            _report_unquoted_links(note, source, key, value)
+
     if isinstance(data.get("requires"), str):
         data["requires"] = [data["requires"]]
     requires = data.get("requires")
@@ -648,6 +652,41 @@ def _read_properties(note: Note, source: str, lines: _Lines) -> None:
                 note.path, _key_line(source, "requires"), "warning", "invalid-property",
                 "'requires' must be a list of quoted wikilinks, e.g. "
                 "requires: [\"[[Attention]]\"]",
+            )
+        )
+
+
+def _report_unquoted_links(note: Note, source: str, key: str, value: Any) -> None:
+    """Warn about each ``[[A]]`` written without quotes in the property ``key``.
+
+    YAML reads an unquoted ``[[A]]`` as a flow list that contains the list ``["A"]``, so the
+    property contains no link text and the note silently loses the link. Such a value is
+    looked for where a flow list (``key: [[A]]``) or a block list item (``- [[A]]``) puts it.
+    """
+    candidates = [value, *value] if isinstance(value, list) else [value]
+    targets = [
+        candidate[0][0] for candidate in candidates
+        if isinstance(candidate, list) and len(candidate) == 1
+        and isinstance(candidate[0], list) and len(candidate[0]) == 1
+        and isinstance(candidate[0][0], str)
+    ]
+    if not targets:
+        return
+    key_match = re.search(rf"^{re.escape(key)}[ \t]*:", source, re.MULTILINE)
+    position = key_match.end() if key_match else 0
+    for target in targets:
+        written = re.compile(rf"\[[ \t]*\[[ \t]*{re.escape(target)}[ \t]*\][ \t]*\]")
+        found = written.search(source, position)
+        if found:
+            position = found.end()
+            line = 2 + source[: found.start()].count("\n")
+        else:
+            line = _key_line(source, key)
+        note.problems.append(
+            Problem(
+                note.path, line, "warning", "unquoted-property-link",
+                f"{key}: [[{target}]] is read by YAML as a nested list, so kb finds no link "
+                f'in it; quote each link: {key}: ["[[{target}]]"]',
             )
         )
 

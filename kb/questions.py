@@ -602,10 +602,20 @@ def check_problems(project: Project, args: Any = None) -> list[Problem]:
         answer = vault.notes[question.answer]
         code_line = next((h.line for h in answer.headings if h.text.strip().casefold() == "code"), None)
         if not question.snippets:
+            # Point at the '## Code' heading, else at the answers: property, else at the body.
+            answers_line = next(
+                (link.line for link in answer.links if link.property == "answers"), None
+            )
+            # A vault that is not the project's own has no snippets/ mounted beside it, so its
+            # snippets must be files of the vault itself.
+            snippets_folder = (
+                f"{project.vault_dir.resolve() / 'snippets'}/" if project.foreign else "snippets/"
+            )
             problems.append(Problem(
-                question.answer, code_line, "error", "answer-without-code",
+                question.answer, code_line or answers_line or answer.body_line, "error",
+                "answer-without-code",
                 f"answer to '{short}' embeds no runnable snippet; add one under '## Code' "
-                "as ![[name.py]] with the file in snippets/",
+                f"as ![[name.py]] and put name.py in {snippets_folder}",
             ))
         for snippet in question.snippets:
             if snippet.status == "failed":

@@ -156,6 +156,11 @@ del _kb_wrap_connect, _kb_wrap_getaddrinfo
 class UntrustedCodeError(PermissionError):
     """Code outside the project was about to run without ``trust``."""
 
+    def __init__(self, message: str, path: Path) -> None:
+        super().__init__(message)
+        self.path = path
+        """Resolved path of the file whose code was not run."""
+
 
 @dataclass(slots=True)
 class RunResult:
@@ -282,10 +287,15 @@ class Runner:
             return
         path = unit.path.resolve()
         if not any(path.is_relative_to(folder) for folder in self.trusted_dirs):
-            folders = ", ".join(str(folder) for folder in self.trusted_dirs) or "none"
+            if self.trusted_dirs:
+                folders = ", ".join(str(folder) for folder in self.trusted_dirs)
+                where = f"is outside the folders whose code kb runs ({folders})"
+            else:
+                where = "is in a folder whose code kb runs only when asked"
             raise UntrustedCodeError(
-                f"untrusted code not run: {path} is outside this project's snippets and vault "
-                f"(trusted folders: {folders}). Pass --trust to run code from another vault"
+                f"untrusted code not run: {path} {where}. If you trust it, pass --trust to "
+                "run it",
+                path,
             )
 
     def run(

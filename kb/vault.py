@@ -360,6 +360,15 @@ class Vault:
                             f"{link.raw} points outside the vault; kb never follows it. "
                             "Link a note inside the vault")
                 )
+            elif link.target is None and (dot_part := _dot_part(link.would_create)):
+                # Creating the file would not help, because _scan skips every dot file.
+                problems.append(
+                    Problem(link.source, link.line, "warning", "unresolved-link",
+                            f"{link.raw}: kb skips files and folders whose name starts with a "
+                            f"dot, so it cannot link to '{link.would_create}'; rename "
+                            f"'{dot_part}' so that it does not start with "
+                            "a dot, and fix the link")
+                )
             elif link.target is None:
                 problems.append(
                     Problem(link.source, link.line, "warning", "unresolved-link",
@@ -448,6 +457,17 @@ def _heading_chain_exists(note: Note, chain: list[str]) -> bool:
             return False
         position += 1
     return True
+
+
+def _dot_part(path: str) -> str | None:
+    """Return the first folder or file name of ``path`` that starts with a dot, if any.
+
+    ``.`` and ``..`` do not count, because they name a folder relative to another.
+    """
+    return next(
+        (part for part in path.split("/") if part.startswith(".") and part not in (".", "..")),
+        None,
+    )
 
 
 def _would_create(target: str) -> str:

@@ -9,11 +9,14 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from xml.etree import ElementTree
 
 import networkx as nx
 import pytest
 
 from kb.cli import main
+from kb.graph import build_graph
+from kb.vault import Vault
 from test_graph import HUB_NOTES, NOTES, write_vault
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -101,11 +104,25 @@ def test_graph_depth(vault, capsys):
     ]
 
 
-def test_graph_depth_rejects_zero(vault, capsys):
+WHOLE_NUMBER_OPTIONS = [
+    (["graph", "Transformer", "--depth"], "abc", "argument --depth"),
+    (["graph", "Transformer", "--depth"], "0", "argument --depth"),
+    (["graph", "Transformer", "--depth"], "-2", "argument --depth"),
+    (["graph", "Transformer", "--depth"], "1.5", "argument --depth"),
+    (["run", "--list", "-j"], "abc", "argument -j/--jobs"),
+    (["run", "--list", "-j"], "0", "argument -j/--jobs"),
+]
+
+
+@pytest.mark.parametrize("command, value, option", WHOLE_NUMBER_OPTIONS,
+                         ids=[f"{case[0][-1]} {case[1]}" for case in WHOLE_NUMBER_OPTIONS])
+def test_whole_number_option_rejects(vault, capsys, command, value, option):
     with pytest.raises(SystemExit) as error:
-        main(["graph", "Transformer", "--depth", "0", "--vault", str(vault)])
+        main([*command, value, "--vault", str(vault)])
     assert error.value.code == 2
-    assert "must be 1 or more" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"{option}: expected a whole number of 1 or more, got '{value}'" in err
+    assert "_positive_int" not in err
 
 
 def test_graph_order_valid(vault, capsys):
@@ -174,6 +191,7 @@ def test_graph_help_states_rules(capsys):
     assert "metadata, not dependencies" in out
     assert "missing notes" in out
     assert "TOPIC comes last" in out
+    assert "with the fewest links followed backwards" in " ".join(out.split())
 
 
 def test_graph_path_text(vault, capsys):
@@ -194,6 +212,27 @@ def test_graph_path_json_and_missing(vault, capsys):
     assert json.loads(out) == [
         {"node": "Attention.md", "kind": "", "direction": ""},
         {"node": "Softmax.md", "kind": "requires", "direction": "->"},
+    ]
+
+
+PATH_CONFLICTS = [
+    (["Transformer"], "TOPIC 'Transformer'"),
+    (["--order"], "--order"),
+    (["--reverse"], "--reverse"),
+    (["--depth", "2"], "--depth"),
+    (["Transformer", "--order"], "TOPIC 'Transformer', --order"),
+]
+
+
+@pytest.mark.parametrize("extra, named", PATH_CONFLICTS, ids=[case[1] for case in PATH_CONFLICTS])
+def test_graph_path_rejects_topic_options(vault, capsys, extra, named):
+    code, out, err = run(capsys, "graph", *extra, "--path", "Attention", "Softmax",
+                         "--vault", str(vault))
+    assert code == 2
+    assert out == ""
+    assert err.splitlines() == [
+        f"kb: error: --path A B cannot be combined with {named}; use --path alone to see how "
+        "A connects to B, or drop --path",
     ]
 
 
@@ -296,6 +335,38 @@ def test_format_mermaid(vault, capsys):
     assert [by_label["Transformer"], "==>", by_label["Attention"]] in edges
 
 
+def test_format_mermaid_escapes_labels(tmp_path, capsys):
+    # Mermaid renders labels as HTML and decodes its own codes such as #quot; and #35;, so
+    # < > & " and # in a note name are written as codes.
+    (tmp_path / "a<b>.md").write_text("[[Q & A]]\n", encoding="utf-8")
+    (tmp_path / "Q & A.md").write_text("", encoding="utf-8")
+    (tmp_path / 'Say "hi" #1;.md').write_text("", encoding="utf-8")
+    (tmp_path / "x&lt;y.md").write_text("", encoding="utf-8")
+    code, out, _ = run(capsys, "graph", "--format", "mermaid", "--vault", str(tmp_path))
+    assert code == 0
+    assert out.splitlines() == [
+        "graph LR",
+        '  n0["Q #amp; A"]',
+        '  n1["Say #quot;hi#quot; #35;1;"]',
+        '  n2["a#lt;b#gt;"]',
+        '  n3["x#amp;lt;y"]',
+        "  n2 --> n0",
+    ]
+
+
+def test_format_graphml_edge_ids_unique(vault, capsys):
+    code, out, _ = run(capsys, "graph", "--format", "graphml", "--vault", str(vault))
+    assert code == 0
+    namespace = {"g": "http://graphml.graphdrawing.org/xmlns"}
+    edges = ElementTree.fromstring(out).findall("g:graph/g:edge", namespace)
+    ids = [edge.get("id") for edge in edges]
+    assert len(ids) == len(set(ids)) == len(edges)
+    G = nx.read_graphml(io.BytesIO(out.encode("utf-8")))
+    kinds = sorted((u, v, data["kind"]) for u, v, data in G.edges(data=True))
+    expected = sorted(build_graph(Vault.load(vault)).edges(keys=True))
+    assert kinds == expected
+
+
 def _dot_edges(out: str) -> set[tuple[str, str, str]]:
     pattern = re.compile(r'  "(.*)" -> "(.*)" \[label="(\w+)"')
     return {match.groups() for match in map(pattern.match, out.splitlines()) if match}
@@ -364,6 +435,26 @@ def test_links_table_and_unresolved(vault, capsys):
     ]
 
 
+LINK_TARGETS = [
+    ("resolved", "[[Home]]", "Other Note.md:1: [[Home]] -> Home.md"),
+    ("unresolved", "[[Nowhere]]",
+     "Other Note.md:1: [[Nowhere]] -> (unresolved, would create Nowhere.md)"),
+    ("outside vault", "[back](../Home.md)",
+     "Other Note.md:1: [back](../Home.md) -> (outside the vault, kb never follows it)"),
+]
+
+
+@pytest.mark.parametrize("text, expected", [case[1:] for case in LINK_TARGETS],
+                         ids=[case[0] for case in LINK_TARGETS])
+def test_links_table_target(tmp_path, capsys, text, expected):
+    (tmp_path / "Home.md").write_text("# Home\n", encoding="utf-8")
+    (tmp_path / "Other Note.md").write_text(text + "\n", encoding="utf-8")
+    code, out, _ = run(capsys, "links", "--vault", str(tmp_path))
+    assert code == 0
+    assert out.splitlines() == [expected]
+    assert "None" not in out
+
+
 def test_tags_json(tmp_path, capsys):
     (tmp_path / "A.md").write_text("---\ntags: [ml]\n---\n#Deep #ml", encoding="utf-8")
     code, out, _ = run(capsys, "tags", "--format", "json", "--vault", str(tmp_path))
@@ -403,11 +494,79 @@ def test_check_warnings_pass_unless_strict(tmp_path, capsys):
     assert out.splitlines()[0].startswith("A.md:1: error: [[Missing]]")
 
 
+DOT_FILE_LINKS = [
+    ("dot note", "..md", "[[..md]]",
+     "[[..md]]: kb skips files and folders whose name starts with a dot, so it cannot link to "
+     "'..md'; rename '..md' so that it does not start with a dot, and fix the link"),
+    ("hidden note", ".hidden.md", "[[.hidden]]",
+     "[[.hidden]]: kb skips files and folders whose name starts with a dot, so it cannot link "
+     "to '.hidden.md'; rename '.hidden.md' so that it does not start with a dot, and fix the link"),
+    ("hidden folder", ".drafts/Idea.md", "[[.drafts/Idea]]",
+     "[[.drafts/Idea]]: kb skips files and folders whose name starts with a dot, so it cannot "
+     "link to '.drafts/Idea.md'; rename '.drafts' so that it does not start with a dot, and fix "
+     "the link"),
+    ("missing note", None, "[[Idea]]",
+     "[[Idea]]: no note or file named 'Idea'; create 'Idea.md' or fix the link"),
+]
+
+
+@pytest.mark.parametrize("written, link, expected", [case[1:] for case in DOT_FILE_LINKS],
+                         ids=[case[0] for case in DOT_FILE_LINKS])
+def test_check_link_to_dot_file(tmp_path, capsys, written, link, expected):
+    if written:
+        (tmp_path / written).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / written).write_text("# Hidden\n", encoding="utf-8")
+    (tmp_path / "A.md").write_text(f"See {link}.\n", encoding="utf-8")
+    _, out, _ = run(capsys, "check", "--vault", str(tmp_path))
+    assert f"A.md:1: warning: {expected}" in out.splitlines()
+
+
 def test_check_missing_prerequisite_error(tmp_path, capsys):
     (tmp_path / "A.md").write_text("---\nrequires: ['[[Nowhere]]']\n---\n", encoding="utf-8")
     code, out, _ = run(capsys, "check", "--vault", str(tmp_path))
     assert code == 1
     assert "A.md:2: error: requires: names 'Nowhere', which does not exist" in out
+
+
+def test_check_unquoted_requires_link(tmp_path, capsys):
+    (tmp_path / "A.md").write_text("# A\n", encoding="utf-8")
+    (tmp_path / "B.md").write_text("---\ntitle: B\nrequires: [[A]]\n---\nText.\n", encoding="utf-8")
+    _, out, _ = run(capsys, "check", "--vault", str(tmp_path))
+    assert ('B.md:3: warning: requires: [[A]] is read by YAML as a nested list, so kb finds no '
+            'link in it; quote each link: requires: ["[[A]]"]') in out.splitlines()
+
+
+# Where kb check points for an answer note without code, and which folder it names for the
+# snippet: the project's snippets/, or a snippets/ folder inside a vault that is not the project's.
+ANSWER_WITHOUT_CODE = [
+    ("code heading", True, "Why does it work? [[A|answer]]\n",
+     "# A\n\n## Code\n\n## In my own words\n\nMine.\n", 3, "snippets/"),
+    ("answers property", False, "Why does it work? ^q1\n",
+     "---\ntitle: A\nanswers: ['[[Q#^q1]]']\n---\n## In my own words\n\nMine.\n", 3,
+     "{vault}/snippets/"),
+    ("neither", False, "Why does it work? [[A|answer]]\n",
+     "---\ntitle: A\n---\n## In my own words\n\nMine.\n", 4, "{vault}/snippets/"),
+]
+
+
+@pytest.mark.parametrize("own, question, answer, line, folder",
+                         [case[1:] for case in ANSWER_WITHOUT_CODE],
+                         ids=[case[0] for case in ANSWER_WITHOUT_CODE])
+def test_check_answer_without_code_points_to_fix(tmp_path, capsys, own, question, answer, line,
+                                                 folder):
+    if own:
+        (tmp_path / "mkdocs.yml").write_text("site_name: t\n", encoding="utf-8")
+    vault = tmp_path / "docs"
+    vault.mkdir()
+    (vault / "Q.md").write_text(question, encoding="utf-8")
+    (vault / "A.md").write_text(answer, encoding="utf-8")
+    _, out, _ = run(capsys, "check", "--vault", str(vault))
+    [problem] = [entry for entry in out.splitlines() if "embeds no runnable snippet" in entry]
+    assert problem.startswith(f"A.md:{line}: error: answer to 'Why does it work?")
+    assert problem.endswith(
+        "add one under '## Code' as ![[name.py]] and put name.py in "
+        + folder.format(vault=vault.resolve())
+    )
 
 
 def test_missing_vault_folder(tmp_path, capsys):
@@ -444,6 +603,18 @@ def test_run_unknown_target_points_to_list(tmp_path, capsys):
     code, _, err = run(capsys, "run", "nosuch", "--vault", str(tmp_path))
     assert code == 2
     assert "no snippet or note named 'nosuch'; run `kb run --list` to see them" in err
+
+
+def test_run_foreign_vault_says_pass_trust(tmp_path, capsys):
+    vault = tmp_path / "foreign"
+    vault.mkdir()
+    (vault / "A.md").write_text("```python\nprint(1)\n```\n", encoding="utf-8")
+    code, _, err = run(capsys, "run", "--vault", str(vault))
+    assert code == 2
+    assert (f"untrusted code not run: {vault.resolve() / 'A.md'} is in {vault.resolve()}, which is "
+            "not this project's vault. If you trust its code, pass --trust to run the code of "
+            "that vault") in err
+    assert "trusted folders" not in err
 
 
 def test_run_list_prints_units(tmp_path, capsys):
@@ -544,6 +715,20 @@ def test_ml_notes_counts(ml_notes, capsys):
     assert unresolved == [
         ("Data Augmentation.md", "[[NLP]]"),
         ("Building a Fraud Detection System..md", "[[Imbalance Handling]]"),
+    ]
+
+
+def test_ml_notes_path_follows_links(ml_notes, capsys):
+    # Transformers <- Neural Networks history <- Neural Networks -> ... has the same length.
+    code, out, _ = run(capsys, "graph", "--path", "Transformers", "Cross-Entropy",
+                       "--vault", str(ml_notes))
+    assert code == 0
+    assert out.splitlines() == [
+        "Transformers",
+        "  --link--> RNN",
+        "  --link--> Neural Networks",
+        "  --link--> Loss Function",
+        "  --link--> Cross-Entropy",
     ]
 
 

@@ -188,6 +188,31 @@ def test_connection_path_both_directions(graph):
             assert graph.has_edge(node, previous, kind)
 
 
+# Links as (source, target) in the order the graph gets them, and the path expected from A to B
+# as "A", then "->X" (a link from the previous note to X) or "<-X" (a link from X back to it).
+CONNECTION_PATHS = [
+    ("forward beats mixed of equal length",
+     [("P", "A"), ("P", "B"), ("A", "Q"), ("Q", "B")], ["A", "->Q", "->B"]),
+    ("fewest backward steps",
+     [("P1", "A"), ("P2", "P1"), ("P2", "B"), ("Q1", "A"), ("Q1", "Q2"), ("Q2", "B")],
+     ["A", "<-Q1", "->Q2", "->B"]),
+    ("shorter beats forward",
+     [("A", "Q1"), ("Q1", "Q2"), ("Q2", "B"), ("P", "A"), ("P", "B")], ["A", "<-P", "->B"]),
+    ("links both ways", [("B", "A"), ("A", "B")], ["A", "->B"]),
+    ("only backward", [("B", "A")], ["A", "<-B"]),
+]
+
+
+@pytest.mark.parametrize("links, expected", [case[1:] for case in CONNECTION_PATHS],
+                         ids=[case[0] for case in CONNECTION_PATHS])
+def test_connection_path_prefers_link_direction(links, expected):
+    G = nx.MultiDiGraph()
+    for source, target in links:
+        G.add_edge(source, target, key="link")
+    steps = connection_path(G, "A", "B")
+    assert [node if not direction else direction + node for node, _kind, direction in steps] == expected
+
+
 def test_connection_path_none(graph):
     with pytest.raises(nx.NetworkXNoPath):
         connection_path(graph, "Lonely.md", "Transformer.md")

@@ -73,7 +73,7 @@ def test_kb_run_rejects_foreign_vault(project, foreign, tmp_path):
     assert refused.returncode == 2
     assert "untrusted code not run" in refused.stderr
     assert str(vault / "Other.md") in refused.stderr
-    assert "Pass --trust to run code from another vault" in refused.stderr
+    assert "pass --trust to run the code of that vault" in refused.stderr
     assert not marker.exists()
     assert "Traceback" not in refused.stderr
 

@@ -87,6 +87,27 @@ def test_wikilink_absent(text):
     assert raws(text) == []
 
 
+# An empty target with display text links to the note that contains it, as [[#Heading]] does.
+# Obsidian's help does not cover this form, and no report of what Obsidian itself does was
+# found, so kb follows the two exporters that handle it:
+# - obsidian-export (zoni/obsidian-export at 0318c3f): OBSIDIAN_NOTE_LINK_RE in
+#   src/references.rs makes the file part optional and an empty one None, and
+#   make_link_to_file in src/lib.rs then links to context.current_file().
+# - Quartz (jackyzha0/quartz at 4691369): wikilinkRegex in
+#   quartz/plugins/transformers/ofm.ts makes the file part optional, and the link it builds
+#   has the URL fp + anchor, the empty string, which browsers resolve to the current page.
+# Only [[]] and [[ ]], with nothing but spaces inside, stay text (see NOT_WIKILINKS).
+def test_wikilink_empty_target_links_to_itself(tmp_path):
+    (tmp_path / "A.md").write_text("See [[|only display]] and [[ |x]].\n", encoding="utf-8")
+    vault = Vault.load(tmp_path)
+    got = [(link.raw, link.kind, link.target, link.self_link, link.display)
+           for link in vault.notes["A.md"].links]
+    assert got == [
+        ("[[|only display]]", "link", "A.md", True, "only display"),
+        ("[[ |x]]", "link", "A.md", True, "x"),
+    ]
+
+
 def test_wikilinks_several_on_line():
     assert raws("[[A]] [[B|b]] ![[C]] [[D#h]]") == ["[[A]]", "[[B|b]]", "![[C]]", "[[D#h]]"]
 
@@ -190,6 +211,38 @@ def test_property_link_repeated_text_lines():
 
 def test_property_empty_wikilink_ignored():
     assert raws('---\nup: "[[ ]]"\n---\n') == []
+
+
+# YAML reads an unquoted [[A]] as the nested list [["A"]], so the note would silently get no link.
+UNQUOTED_PROPERTY_LINKS = [
+    ("flow", "requires: [[A]]\n",
+     [(2, 'requires: [[A]] is read by YAML as a nested list, so kb finds no link in it; '
+          'quote each link: requires: ["[[A]]"]')]),
+    ("block item", "requires:\n  - \"[[A]]\"\n  - [[B|b]]\n",
+     [(4, 'requires: [[B|b]] is read by YAML as a nested list, so kb finds no link in it; '
+          'quote each link: requires: ["[[B|b]]"]')]),
+    ("other property", "title: x\nup: [[ Index ]]\n",
+     [(3, 'up: [[Index]] is read by YAML as a nested list, so kb finds no link in it; '
+          'quote each link: up: ["[[Index]]"]')]),
+    ("two properties", "up: [[A]]\nnext: [[B]]\n",
+     [(2, 'up: [[A]] is read by YAML as a nested list, so kb finds no link in it; '
+          'quote each link: up: ["[[A]]"]'),
+      (3, 'next: [[B]] is read by YAML as a nested list, so kb finds no link in it; '
+          'quote each link: next: ["[[B]]"]')]),
+    ("quoted", 'requires: ["[[A]]"]\n', []),
+    ("list of two words", "pair: [[a, b]]\n", []),
+    ("matrix", "grid: [[1], [2]]\n", []),
+]
+
+
+@pytest.mark.parametrize("frontmatter, expected", [case[1:] for case in UNQUOTED_PROPERTY_LINKS],
+                         ids=[case[0] for case in UNQUOTED_PROPERTY_LINKS])
+def test_property_unquoted_wikilink_warned(frontmatter, expected):
+    note = parse_note(f"---\n{frontmatter}---\nBody\n", "N.md")
+    got = [(problem.line, problem.message) for problem in note.problems
+           if problem.code == "unquoted-property-link"]
+    assert got == expected
+    assert all(problem.severity == "warning" for problem in note.problems)
 
 
 # Tags ---------------------------------------------------------------------------------------
