@@ -18,6 +18,7 @@
 
 # %%
 import math
+import statistics
 
 import torch
 import torch.nn.functional as F
@@ -86,7 +87,7 @@ def predict_x0(x_t, eps, abar, clip):
 
 
 @torch.no_grad()
-def sample_ddpm(model, shape, betas, clip_x0=True, generator=None, device="cpu"):
+def sample_ddpm(model, shape, betas, clip_x0=True, generator=None, device="cpu", dtype=torch.float32):
     """Ancestral sampling, Algorithm 2 of Ho et al. (2020), with sigma_t^2 = beta-tilde_t.
 
     With clip_x0=False each step is exactly Algorithm 2's
@@ -98,11 +99,11 @@ def sample_ddpm(model, shape, betas, clip_x0=True, generator=None, device="cpu")
     choices in section 3.2 (the GitHub model's). The other, beta_t, gave similar samples there.
 
     Noise is drawn on the CPU from `generator` and moved to `device`, so a seed gives the same
-    samples on every device up to float rounding.
+    samples on every device up to float rounding. `dtype` is the dtype of x_T and of the noise.
     """
     alphas_cumprod = (1 - betas.double()).cumprod(0).tolist()
     betas = betas.double().tolist()
-    x = torch.randn(shape, generator=generator).to(device)
+    x = torch.randn(shape, generator=generator, dtype=dtype).to(device)
 
     for t in reversed(range(len(betas))):
         # Predict the noise and, from it, the clean image.
@@ -119,7 +120,7 @@ def sample_ddpm(model, shape, betas, clip_x0=True, generator=None, device="cpu")
 
         # Add noise on every step but the last.
         variance = beta * (1 - abar_prev) / (1 - abar)
-        z = torch.randn(shape, generator=generator).to(device) if t > 0 else 0.0
+        z = torch.randn(shape, generator=generator, dtype=dtype).to(device) if t > 0 else 0.0
         x = mean + math.sqrt(variance) * z
     return x
 
@@ -132,17 +133,19 @@ def ddim_timesteps(timesteps, steps):
 
 
 @torch.no_grad()
-def sample_ddim(model, shape, betas, steps=50, eta=0.0, clip_x0=True, generator=None, device="cpu"):
+def sample_ddim(model, shape, betas, steps=50, eta=0.0, clip_x0=True, generator=None, device="cpu",
+                dtype=torch.float32):
     """DDIM sampling, eq. 12 of Song et al. (2021), on `steps` of the T timesteps.
 
     sigma_t = eta * sqrt((1 - abar_prev) / (1 - abar_t)) * sqrt(1 - abar_t / abar_prev) (eq. 16).
     eta = 0 is deterministic given x_T. eta = 1 with steps = T is the ancestral sampler with
     sigma_t^2 = beta-tilde_t. When clip_x0 is set, x0 is clipped (as in `sample_ddpm`) and the
-    noise re-derived from it, as the GitHub model does.
+    noise re-derived from it, as the GitHub model does. `dtype` is the dtype of x_T and of the
+    noise, as in `sample_ddpm`.
     """
     alphas_cumprod = (1 - betas.double()).cumprod(0).tolist()
     times = ddim_timesteps(len(betas), steps)
-    x = torch.randn(shape, generator=generator).to(device)
+    x = torch.randn(shape, generator=generator, dtype=dtype).to(device)
 
     for i, t in enumerate(times):
         # Predict the noise and the clean image at the current timestep.
@@ -158,7 +161,7 @@ def sample_ddim(model, shape, betas, steps=50, eta=0.0, clip_x0=True, generator=
         abar_prev = alphas_cumprod[times[i + 1]] if not is_last else 1.0
         sigma = eta * math.sqrt((1 - abar_prev) / (1 - abar) * (1 - abar / abar_prev))
         direction = math.sqrt(1 - abar_prev - sigma**2) * eps
-        z = torch.randn(shape, generator=generator).to(device) if not is_last else 0.0
+        z = torch.randn(shape, generator=generator, dtype=dtype).to(device) if not is_last else 0.0
         x = math.sqrt(abar_prev) * x0 + direction + sigma * z
     return x
 
@@ -257,9 +260,7 @@ if __name__ == "__main__":
         return ((x.double() - abar.sqrt() * x0_mean) / (1 - abar).sqrt()).float()
 
     generator = torch.Generator().manual_seed(0)
-    n = 2000
-    data = mixture.sample(n, generator=generator)
-    floor = sliced_wasserstein(data, mixture.sample(n, generator=generator), generator=generator)
+    n, n_draws = 2000, 5
     samplers = {
         "ancestral, 250 steps": lambda: sample_ddpm(exact_eps, (n, 2), betas, clip_x0=False,
                                                      generator=generator),
@@ -268,20 +269,50 @@ if __name__ == "__main__":
         "DDIM eta=1, 50 steps": lambda: sample_ddim(exact_eps, (n, 2), betas, steps=50, eta=1.0,
                                                     clip_x0=False, generator=generator),
     }
-    print(f"{'sampler (exact eps)':<24} {'sliced W2 to data':>18}   (two data draws: {floor:.4f})")
-    for name, run in samplers.items():
-        distance = sliced_wasserstein(run(), data, generator=generator)
-        print(f"{name:<24} {distance:>18.4f}")
-        assert distance < 2 * floor + 0.01, f"{name}: distance {distance:.4f}, data floor {floor:.4f}"
+
+    # One draw's distance varies by a factor of two. So each sampler's number is a mean over
+    # n_draws draws, each against its own data sample, and the floor, the distance between
+    # two data samples, is a mean over 16 pairs because it costs no sampler run.
+    floors = [
+        sliced_wasserstein(mixture.sample(n, generator=generator), mixture.sample(n, generator=generator),
+                           generator=generator)
+        for _ in range(16)
+    ]
+    distances = {name: [] for name in samplers}
+    for _ in range(n_draws):
+        data = mixture.sample(n, generator=generator)
+        for name, run in samplers.items():
+            distances[name].append(sliced_wasserstein(run(), data, generator=generator))
+    floor = statistics.fmean(floors)
+    print(f"{'sampler (exact eps)':<24} {'mean sliced W2 to data':>23} {'range over draws':>17}")
+    print(f"{'two data samples (floor)':<24} {floor:>23.4f} {min(floors):8.4f} to {max(floors):.4f}")
+    for name, values in distances.items():
+        distance = statistics.fmean(values)
+        print(f"{name:<24} {distance:>23.4f} {min(values):8.4f} to {max(values):.4f}")
+        # Over generator seeds 0 to 9 each mean was 0.82 to 1.30 times the mean floor.
+        assert distance < 1.6 * floor, f"{name}: mean distance {distance:.4f}, data floor {floor:.4f}"
 
 # %% DDIM with eta = 1 on every step is the ancestral sampler
 if __name__ == "__main__":
     # The two samplers draw x_T and then one noise tensor per step in the same order, so with
-    # equal seeds they must produce the same samples.
+    # equal seeds they must produce the same samples. The noise predictor is the exact one
+    # for this 100-step cosine schedule, and everything runs in float64, so the two outputs
+    # may differ only by rounding.
     betas = cosine_beta_schedule(100)
-    ancestral = sample_ddpm(exact_eps, (500, 2), betas, generator=torch.Generator().manual_seed(1))
-    ddim = sample_ddim(exact_eps, (500, 2), betas, steps=100, eta=1.0,
-                       generator=torch.Generator().manual_seed(1))
+    cosine_alphas_cumprod = (1 - betas).cumprod(0)
+
+    def exact_eps_cosine(x, t):
+        abar = cosine_alphas_cumprod[t[0]]
+        x0_mean = mixture.denoise(x, (1 - abar).sqrt(), abar.sqrt())
+        return (x - abar.sqrt() * x0_mean) / (1 - abar).sqrt()
+
+    ancestral = sample_ddpm(exact_eps_cosine, (500, 2), betas, generator=torch.Generator().manual_seed(1),
+                            dtype=torch.float64)
+    ddim = sample_ddim(exact_eps_cosine, (500, 2), betas, steps=100, eta=1.0,
+                       generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     err = (ancestral - ddim).abs().max().item()
-    print(f"DDIM(eta=1, all 100 steps) against ancestral sampling: max difference {err:.2e}")
-    assert err < 1e-4, f"DDIM with eta=1 differs from ancestral sampling by {err:.2e}"
+    print(f"DDIM(eta=1, all 100 steps) against ancestral sampling: max difference {err:.1e}")
+    # Over seeds 1 to 10 the largest difference was 1.4e-13. With the predictor 0.5 x it
+    # stays below 1e-14, so the growth comes from the exact predictor's steeper response to
+    # its input. A schedule computed in float32 inside one of the samplers shows as 1.7e-4.
+    assert err < 1e-12, f"DDIM with eta=1 differs from ancestral sampling by {err:.2e}"
