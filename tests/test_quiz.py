@@ -218,13 +218,16 @@ def test_quiz_interrupted_keeps_typed_text(tmp_path: Path) -> None:
     root = _project(tmp_path)
     before = _snapshot(root / "docs")
     controller, terminal = pty.openpty()
+    # A shell that starts a job in the background makes it ignore SIGINT, and Python keeps
+    # ignoring it; the default disposition lets Python turn SIGINT into KeyboardInterrupt.
     process = subprocess.Popen([sys.executable, "-m", "kb.cli", "quiz"], cwd=root, stdin=terminal,
-                               stdout=terminal, stderr=terminal, start_new_session=True)
+                               stdout=terminal, stderr=terminal, start_new_session=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     os.close(terminal)
     try:
         _read_until(controller, b"or Ctrl-D.", timeout=120)
         os.write(controller, b"Half an explanation.\r")
-        time.sleep(0.5)  # let kb read the line before the interrupt arrives
+        time.sleep(1.0)  # let kb read the line before the interrupt arrives
         process.send_signal(signal.SIGINT)  # what Ctrl-C sends; this pty is no controlling terminal
         rest = _read_until(controller, b"--from", timeout=120)
         assert process.wait(timeout=60) == 1
