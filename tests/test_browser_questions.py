@@ -22,9 +22,14 @@ ARTIFACTS = ROOT / "test-artifacts"
 
 
 @pytest.fixture(scope="module")
-def site_url(tmp_path_factory):
+def site_dir(tmp_path_factory):
     site_dir = tmp_path_factory.mktemp("project-site")
     build(load_config(config_file=str(ROOT / "mkdocs.yml"), site_dir=str(site_dir)))
+    return site_dir
+
+
+@pytest.fixture(scope="module")
+def site_url(site_dir):
     with serve_directory(site_dir) as url:
         yield url
 
@@ -76,3 +81,31 @@ def test_question_leads_to_code_and_own_words(browser, site_url):
     context.close()
     assert outside == []
     assert errors == []
+
+
+def test_every_formula_renders(browser, site_dir, site_url):
+    """Every page's math goes through KaTeX without an error, so a typo in a note's TeX fails here."""
+    context = browser.new_context()
+    errors: list[str] = []
+    context.route("**/*", lambda route: route.continue_() if urlsplit(route.request.url).hostname
+                  == "127.0.0.1" else route.abort())
+    page = context.new_page()
+    page.on("console", lambda message: message.type == "error" and errors.append(message.text))
+    page.on("pageerror", lambda error: errors.append(str(error)))
+
+    formulas = 0
+    for index in sorted(site_dir.rglob("index.html")):
+        path = index.parent.relative_to(site_dir).as_posix()
+        page.goto(site_url + (f"{path}/" if path != "." else ""))
+        page.wait_for_load_state("load")
+        failed = [element.get_attribute("title") for element in page.locator(".katex-error").all()]
+        assert failed == [], f"{path}: KaTeX could not render {failed}"
+        unrendered = page.locator(".arithmatex:not(:has(.katex))").count()
+        assert unrendered == 0, f"{path}: {unrendered} formulas left as TeX"
+        formulas += page.locator(".katex").count()
+        assert errors == [], f"{path}: {errors}"
+
+    context.close()
+    # The notes on attention and diffusion hold several hundred formulas; a count near zero
+    # means math rendering stopped, not that the notes lost their math.
+    assert formulas > 500
