@@ -11,6 +11,7 @@ that embeds it (a quote or a callout around ``![[Note]]``).
 
 from __future__ import annotations
 
+import bisect
 import html
 import re
 from collections.abc import Callable
@@ -60,6 +61,9 @@ INDENT = "    "
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 # A list item marker at the start of a line (after any quote prefix).
 _LIST_ITEM = re.compile(r"[ \t]*(?:[-*+]|\d{1,9}[.)])(?:[ \t]|$)")
+# A list item that may start a list right below a paragraph line. As in CommonMark, it must
+# have content, and an ordered one must start at 1, so "width\n32. The" stays one paragraph.
+_INTERRUPTING_ITEM = re.compile(r"[ \t]*(?:[-*+]|1[.)])[ \t]+\S")
 # Obsidian comments; found in text whose code spans, code blocks and math are blanked.
 _COMMENT = re.compile(r"%%.*?%%", re.S)
 # The callout marker before its title: ``[!type]`` and an optional fold sign.
@@ -271,6 +275,9 @@ def _render_span(
     # A comment sorts before a link or tag at the same offset, so it hides them.
     edits.sort(key=lambda edit: (edit[0], edit[2] != "comment"))
     code_lines = _code_lines(note)
+    # Lines that continue a code span or math begun on an earlier line: a "+" or "1." there is
+    # TeX or code, never a list item.
+    continued = _continued_lines(note, start, end)
 
     blocks_by_line: dict[int, list] = {}
     for block in note.blocks:
@@ -343,8 +350,9 @@ def _render_span(
             pieces.append(" " * MAX_INDENT_COLUMNS)
             position = indent_end
         rest = content[prefix_length:]
-        if header is None and line.number not in code_lines:
-            reindent = list_indents.reindent(rest, previous == "blank")
+        list_indents.item = False
+        if header is None and line.number not in code_lines and line.number not in continued:
+            reindent = list_indents.reindent(rest, previous == "blank", previous == "text")
             if reindent is not None:
                 new_indent, old_length = reindent
                 pieces = [new_indent]
@@ -400,7 +408,7 @@ def _render_span(
             kind = "code"
         elif not rest.strip():
             kind = "blank"
-        elif _LIST_ITEM.match(rest):
+        elif list_indents.item:
             kind = "list"
             if previous == "text":
                 output.append(prefix.rstrip())
@@ -424,10 +432,14 @@ class _ListIndents:
     def __init__(self) -> None:
         self.indents: list[int] = []
         """Indentation, in columns, of the open item at each nesting level."""
+        self.item = False
+        """Whether the line last passed to :meth:`reindent` starts a list item."""
 
-    def reindent(self, rest: str, after_blank: bool) -> tuple[str, int] | None:
+    def reindent(self, rest: str, after_blank: bool, after_text: bool = False) -> tuple[str, int] | None:
         """Return the new indentation of a line and the length of its old one, or None to
-        keep the line as written. ``rest`` is the line without its quote prefix."""
+        keep the line as written. ``rest`` is the line without its quote prefix, and
+        ``after_text`` says that a paragraph line is right above it."""
+        self.item = False
         stripped = rest.lstrip(" \t")
         if not stripped:
             return None
@@ -435,6 +447,9 @@ class _ListIndents:
         if _LIST_ITEM.match(stripped):
             if width > 0 and not self.indents and after_blank:
                 return None  # not inside a list: an indented line here is code
+            if after_text and not self.indents and not _INTERRUPTING_ITEM.match(stripped):
+                return None  # it continues the paragraph above
+            self.item = True
             while self.indents and self.indents[-1] >= width:
                 self.indents.pop()
             self.indents.append(width)
@@ -474,6 +489,18 @@ def _indent_columns(whitespace: str) -> int:
     for character in whitespace:
         columns += 4 - columns % 4 if character == "\t" else 1
     return columns
+
+
+def _continued_lines(note: Note, start: int, end: int) -> set[int]:
+    """Return the lines after the first of each code span or math that spans lines."""
+    starts = _line_offsets(note.text)
+    lines: set[int] = set()
+    for span_start, span_end in note.verbatim:
+        if start <= span_start and span_end <= end:
+            first = bisect.bisect_right(starts, span_start)
+            last = bisect.bisect_right(starts, span_end - 1)
+            lines.update(range(first + 1, last + 1))
+    return lines
 
 
 def _code_lines(note: Note) -> set[int]:

@@ -31,6 +31,27 @@ def test_list_after_paragraph_line(tmp_path):
     assert re.search(r"<input[^>]*checked", body)
 
 
+# (note body, text that must stay in one paragraph, number of list items expected)
+PARAGRAPH_CONTINUATIONS = [
+    ("Four heads of width\n32. The scores follow.\n", "32. The scores", 0),
+    ("Steps run to\n1000) and stop.\n", "1000) and stop", 0),
+    ("A line\n-\nbelow.\n", None, 0),
+    ("Then:\n1. first\n2. second\n", None, 2),
+    ("$$\nx = a\n+ b\n- c\n$$\n", "+ b", 0),
+    ("Code `a\n+ b` here.\n", "+ b", 0),
+]
+
+
+def test_paragraph_continuations_stay_text(tmp_path):
+    notes = {f"P{index}.md": f"# P\n\n{body}" for index, (body, _, _) in enumerate(PARAGRAPH_CONTINUATIONS)}
+    site = build_site(tmp_path, notes)
+    for index, (_, kept, items) in enumerate(PARAGRAPH_CONTINUATIONS):
+        body = _body(site, f"P{index}.md")
+        if kept is not None:
+            assert kept in body, (index, body)
+        assert body.count("<li") == items, (index, body)
+
+
 def test_list_after_paragraph_in_code_kept(tmp_path):
     site = build_site(tmp_path, {"T.md": "# T\n\n```text\nHeader:\n- not a list\n```\n"})
     body = _body(site, "T.md")
