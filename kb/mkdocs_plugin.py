@@ -195,7 +195,11 @@ class KbPlugin(BasePlugin[KbConfig]):
             log.error("%s", error)
             self.vendor = []
         css = [f"{ASSET_PREFIX}/vendor/katex/dist/katex.min.css", f"{ASSET_PREFIX}/kb.css"]
-        js = [f"{ASSET_PREFIX}/vendor/katex/dist/katex.min.js"] if self.config.math_enabled else []
+        js = [
+            f"{ASSET_PREFIX}/vendor/katex/dist/katex.min.js",
+            # Renders the $...$ of notebook pages, which do not go through arithmatex.
+            f"{ASSET_PREFIX}/vendor/katex/dist/contrib/auto-render.min.js",
+        ] if self.config.math_enabled else []
         js += [f"{ASSET_PREFIX}/vendor/force-graph/dist/force-graph.min.js", f"{ASSET_PREFIX}/kb.js"]
         for path in css:
             if path not in config.extra_css:

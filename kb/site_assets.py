@@ -30,6 +30,7 @@ VENDOR_DIR = ASSETS_DIR / "vendor"
 # every site build copies.
 _VENDORED = [
     "katex/dist/katex.min.js",
+    "katex/dist/contrib/auto-render.min.js",
     "katex/dist/katex.min.css",
     "katex/dist/fonts:*.woff2",
     "force-graph/dist/force-graph.min.js",

@@ -102,10 +102,17 @@ def test_every_formula_renders(browser, site_dir, site_url):
         assert failed == [], f"{path}: KaTeX could not render {failed}"
         unrendered = page.locator(".arithmatex:not(:has(.katex))").count()
         assert unrendered == 0, f"{path}: {unrendered} formulas left as TeX"
+        # Snippet pages: Markdown cells keep $...$ for KaTeX's auto-render to find.
+        dollars = page.evaluate("""() => Array.from(document.querySelectorAll('.jp-MarkdownOutput'))
+            .map(cell => { const copy = cell.cloneNode(true);
+                           copy.querySelectorAll('.katex, code, pre').forEach(e => e.remove());
+                           return copy.textContent; })
+            .filter(text => text.includes('$')).length""")
+        assert dollars == 0, f"{path}: {dollars} Markdown cells show raw $...$"
         formulas += page.locator(".katex").count()
         assert errors == [], f"{path}: {errors}"
 
     context.close()
     # The notes on attention and diffusion hold several hundred formulas; a count near zero
     # means math rendering stopped, not that the notes lost their math.
-    assert formulas > 500
+    assert formulas > 600

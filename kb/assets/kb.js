@@ -32,6 +32,22 @@
       }
       el.dataset.kbMath = "1";
     });
+    // Markdown cells of snippet notebook pages keep their TeX between dollar signs, as
+    // Jupyter writes it; KaTeX's auto-render finds it there and skips code and pre blocks.
+    if (typeof renderMathInElement === "undefined") return;
+    root.querySelectorAll(".jp-MarkdownOutput").forEach(function (el) {
+      if (el.dataset.kbMath) return;
+      renderMathInElement(el, {
+        delimiters: [
+          { left: "$$", right: "$$", display: true },
+          { left: "\\[", right: "\\]", display: true },
+          { left: "$", right: "$", display: false },
+          { left: "\\(", right: "\\)", display: false },
+        ],
+        throwOnError: false,
+      });
+      el.dataset.kbMath = "1";
+    });
   }
 
   // Graph -----------------------------------------------------------------------------------
