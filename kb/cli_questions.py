@@ -483,11 +483,20 @@ def _keep_unsaved(project: Project, note_name: str, explanation: str | bytes) ->
     folder = cache_dir_for(project) / "unsaved"
     folder.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = folder / f"{_snippet_name(note_name)[:-3]}-{stamp}.md"
     if isinstance(explanation, str):
         explanation = explanation.encode("utf-8", "surrogateescape")
-    path.write_bytes(explanation)
-    return path
+    # O_EXCL with a counter: two failures in the same second never overwrite each other.
+    for attempt in range(1, 1000):
+        suffix = "" if attempt == 1 else f"-{attempt}"
+        path = folder / f"{_snippet_name(note_name)[:-3]}-{stamp}{suffix}.md"
+        try:
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        with os.fdopen(descriptor, "wb") as stream:
+            stream.write(explanation)
+        return path
+    raise ExplanationError(f"cannot keep the text: {folder} has too many kept files; clear it")
 
 
 def _report_unsaved(

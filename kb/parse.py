@@ -19,6 +19,7 @@ NOTE: Setext headings (a line underlined with ``===``) are not recognised, and l
 from __future__ import annotations
 
 import bisect
+import json
 import re
 import unicodedata
 from typing import Any
@@ -686,9 +687,14 @@ def _report_unquoted_links(note: Note, source: str, key: str, value: Any) -> Non
             Problem(
                 note.path, line, "warning", "unquoted-property-link",
                 f"{key}: [[{target}]] is read by YAML as a nested list, so kb finds no link "
-                f'in it; quote each link: {key}: ["[[{target}]]"]',
+                f"in it; quote each link: {key}: [{_yaml_quoted(f'[[{target}]]')}]",
             )
         )
+
+
+def _yaml_quoted(text: str) -> str:
+    """Return ``text`` as a double-quoted YAML scalar: JSON's string escapes are valid YAML."""
+    return json.dumps(text, ensure_ascii=False)
 
 
 # Code blocks --------------------------------------------------------------------------------

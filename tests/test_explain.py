@@ -365,6 +365,16 @@ def test_explain_keeps_text_editor_fails(tmp_path: Path, monkeypatch, capsys, ca
     assert f'--from "{kept}"' in error
 
 
+def test_kept_texts_never_overwrite(tmp_path: Path, monkeypatch, capsys) -> None:
+    _project(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    for text in ("First.\n## Oops\n", "Second.\n## Oops again\n", "Third.\n## Again\n"):
+        monkeypatch.setattr(sys, "stdin", io.StringIO(text))
+        assert main(["explain", "Cold diffusion", "--from", "-"]) == 1
+    kept = sorted(path.read_text(encoding="utf-8") for path in (tmp_path / ".kb" / "unsaved").iterdir())
+    assert kept == ["First.\n## Oops\n", "Second.\n## Oops again\n", "Third.\n## Again\n"]
+
+
 def test_explain_missing_editor_message(tmp_path: Path, monkeypatch, capsys) -> None:
     _project(tmp_path)
     monkeypatch.setenv("EDITOR", str(tmp_path / "no-such-editor"))

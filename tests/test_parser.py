@@ -5,6 +5,7 @@ from __future__ import annotations
 import unicodedata
 
 import pytest
+import yaml
 
 from kb.parse import mask_code, parse_note, split_wikilink
 from kb.vault import Vault
@@ -229,6 +230,9 @@ UNQUOTED_PROPERTY_LINKS = [
           'quote each link: up: ["[[A]]"]'),
       (3, 'next: [[B]] is read by YAML as a nested list, so kb finds no link in it; '
           'quote each link: next: ["[[B]]"]')]),
+    ("quotes in the name", 'requires:\n  - [[D "quote" & <tag>]]\n',
+     [(3, 'requires: [[D "quote" & <tag>]] is read by YAML as a nested list, so kb finds no link '
+          'in it; quote each link: requires: ["[[D \\"quote\\" & <tag>]]"]')]),
     ("quoted", 'requires: ["[[A]]"]\n', []),
     ("list of two words", "pair: [[a, b]]\n", []),
     ("matrix", "grid: [[1], [2]]\n", []),
@@ -243,6 +247,11 @@ def test_property_unquoted_wikilink_warned(frontmatter, expected):
            if problem.code == "unquoted-property-link"]
     assert got == expected
     assert all(problem.severity == "warning" for problem in note.problems)
+    for _line, message in got:
+        # The suggested fix must itself be valid YAML that gives the link as a string.
+        key, suggestion = message.rsplit("quote each link: ", 1)[1].split(": ", 1)
+        [link] = yaml.safe_load(suggestion)
+        assert link.startswith("[[") and link.endswith("]]")
 
 
 # Tags ---------------------------------------------------------------------------------------
