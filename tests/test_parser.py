@@ -249,7 +249,7 @@ def test_property_unquoted_wikilink_warned(frontmatter, expected):
     assert all(problem.severity == "warning" for problem in note.problems)
     for _line, message in got:
         # The suggested fix must itself be valid YAML that gives the link as a string.
-        key, suggestion = message.rsplit("quote each link: ", 1)[1].split(": ", 1)
+        _key, suggestion = message.rsplit("quote each link: ", 1)[1].split(": ", 1)
         [link] = yaml.safe_load(suggestion)
         assert link.startswith("[[") and link.endswith("]]")
 
