@@ -56,7 +56,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     questions = subparsers.add_parser(
         "questions", help="list the questions of the notes with their answer, code and own-words status",
         description="A question is a sentence of three or more words ending in '?', an open "
-        "task '- [ ]', or anything tagged #question, outside code, math and quotes.",
+        "task '- [ ]', or anything tagged #question, outside code, math and quotes; or a "
+        "'> [!question]' callout (also [!help] and [!faq]).",
         epilog=QUESTION_STATES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_vault_option(questions)
@@ -289,6 +290,8 @@ def _add_answer_link(text: str, question: Question, topic: str | None, block_id:
     ``None`` to leave it out.
     """
     lines = split_lines(text)
+    if question.kind == "callout":
+        return _add_to_callout(lines, question, topic, block_id)
     index = question.last_line - 1
     if re.fullmatch(r"[ \t]*\^[A-Za-z0-9-]+[ \t]*(?:\r\n|\r|\n)?", lines[index]) and index > question.line - 1:
         index -= 1  # a block id alone on its line: put the link on the line above it
@@ -305,6 +308,29 @@ def _add_answer_link(text: str, question: Question, topic: str | None, block_id:
     if block_id is not None:
         content = f"{content.rstrip()} ^{block_id}"
     lines[index] = content + ending
+    return "".join(lines)
+
+
+def _add_to_callout(lines: list[str], question: Question, topic: str | None, block_id: str | None) -> str:
+    """Add ``[[topic|answer]]`` as the last paragraph of a question callout and ``^block_id``
+    on a line of its own after the callout.
+
+    The callout's last line may be a formula or a table row, where a link or an id would not
+    render. Obsidian's help places the id of a quote or callout on its own line after it.
+    """
+    last = question.last_line - 1
+    newline = next((line[len(line.rstrip("\r\n")):] for line in lines if line.endswith(("\n", "\r"))), "\n")
+    if not lines[last].endswith(("\n", "\r")):
+        lines[last] += newline
+    prefix = re.match(r"[ \t]{0,3}>", lines[question.line - 1]).group()
+    added: list[str] = []
+    if topic is not None:
+        added += [prefix + newline, f"{prefix} [[{topic}|answer]]{newline}"]
+    if block_id is not None:
+        added += [newline, f"^{block_id}{newline}"]
+        if last + 1 < len(lines) and lines[last + 1].strip():
+            added.append(newline)  # the id line needs a blank line below it, too
+    lines[last + 1 : last + 1] = added
     return "".join(lines)
 
 

@@ -403,9 +403,12 @@ def detect_questions(note: Note) -> list[Question]:
         )
         questions.append(Question(note.path, block.first, displayed, kind, block.last, block_id))
 
-    if not answer_note:
+    if not answer_note and note.callouts:
+        text_lines = _LINE_BREAK.split(note.text)
         for callout in note.callouts:
-            question = _callout_question(note, callout, masked, masked_lines, line_starts, markup)
+            question = _callout_question(
+                note, callout, masked, masked_lines, text_lines, line_starts, markup
+            )
             if question is not None:
                 questions.append(question)
         questions.sort(key=lambda question: question.line)
@@ -413,8 +416,8 @@ def detect_questions(note: Note) -> list[Question]:
 
 
 def _callout_question(
-    note: Note, callout: Callout, masked: str, masked_lines: list[str], line_starts: list[int],
-    markup: list[_Markup],
+    note: Note, callout: Callout, masked: str, masked_lines: list[str], text_lines: list[str],
+    line_starts: list[int], markup: list[_Markup],
 ) -> Question | None:
     """Return the question that a ``> [!question]`` callout asks, or None for other callouts.
 
@@ -423,8 +426,9 @@ def _callout_question(
     """
     if callout.type not in QUESTION_CALLOUTS or callout.depth != 1:
         return None
+    # Read the extent from the text: math or code in the callout is blank in ``masked_lines``.
     last = callout.line
-    while last < len(masked_lines) and masked_lines[last].strip():
+    while last < len(text_lines) and text_lines[last].strip():
         last += 1
     first_line = masked_lines[callout.line - 1]
     marker = _CALLOUT_MARKER.match(first_line)
@@ -446,6 +450,14 @@ def _callout_question(
     if not displayed:
         return None
     block_id = next((b.id for b in note.blocks if callout.line <= b.line <= last), None)
+    if block_id is None:
+        # Obsidian's help puts the id of a callout on a line of its own after it.
+        block_id = next(
+            (b.id for b in note.blocks
+             if callout.line <= b.end_line <= last < b.line
+             and not any(line.strip() for line in text_lines[last : b.line - 1])),
+            None,
+        )
     return Question(note.path, callout.line, displayed, "callout", last, block_id)
 
 

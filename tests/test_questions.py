@@ -471,6 +471,38 @@ def test_new_note_mode_follows_umask(tmp_path: Path, monkeypatch, umask: int) ->
     assert (root / "docs" / "Cold diffusion.md").stat().st_mode & 0o777 == 0o666 & ~umask
 
 
+# A question callout gets its answer link as its last paragraph and its block id on a line of
+# its own after it: its last line may be a formula or a table row.
+CALLOUT_ANSWERS = [
+    # (case, callout, callout as kb new leaves it)
+    ("formula", "> [!question] Why is this identity true\n> $$\n> a = b\n> $$\n",
+     "> [!question] Why is this identity true\n> $$\n> a = b\n> $$\n>\n> [[Ident|answer]]\n\n^q-ident\n"),
+    ("table", "> [!faq]- Which row of this table is wrong\n> | a | b |\n> | - | - |\n> | 1 | 2 |\n",
+     "> [!faq]- Which row of this table is wrong\n> | a | b |\n> | - | - |\n> | 1 | 2 |\n>\n"
+     "> [[Ident|answer]]\n\n^q-ident\n"),
+    ("title only", "> [!question] How does the sampler pick its steps?\n",
+     "> [!question] How does the sampler pick its steps?\n>\n> [[Ident|answer]]\n\n^q-ident\n"),
+    ("id after it", "> [!help] Why does the id sit apart\n> body\n\n^q-apart\n",
+     "> [!help] Why does the id sit apart\n> body\n>\n> [[Ident|answer]]\n\n^q-apart\n"),
+]
+
+
+@pytest.mark.parametrize(("case", "callout", "expected"), CALLOUT_ANSWERS, ids=[case[0] for case in CALLOUT_ANSWERS])
+def test_new_answers_callout_question(tmp_path: Path, monkeypatch, case: str, callout: str, expected: str) -> None:
+    root = _make_project(tmp_path, with_person_note=False)
+    note = root / "docs" / "Notes.md"
+    note.write_text(f"# Notes\n\n{callout}\nText after.\n", encoding="utf-8")
+    monkeypatch.chdir(root)
+    assert main(["new", "Ident", "--answers", callout.split("\n")[0].split(" ", 2)[2]]) == 0
+    assert note.read_text(encoding="utf-8") == f"# Notes\n\n{expected}\nText after.\n"
+
+    [question] = collect_questions(Project.discover(root))
+    assert question.kind == "callout"
+    assert question.answer == "Ident.md"
+    assert question.block_id == expected.rstrip("\n").rsplit("^", 1)[1]
+    assert not [p for p in Project.discover(root).vault.link_problems() if p.code == "missing-block"]
+
+
 def test_new_refuses_to_overwrite(tmp_path: Path, monkeypatch, capsys) -> None:
     root = _make_project(tmp_path)
     monkeypatch.chdir(root)
