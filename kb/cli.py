@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import re
 import sys
 import weakref
 from pathlib import Path
@@ -346,6 +347,10 @@ def _print_cut_and_missing(G: nx.MultiDiGraph, cut: list[tuple[str, str]], missi
             print(f"  {G.nodes[node]['label']}", file=sys.stderr)
 
 
+_GRAPHML_KEY = re.compile(r'<key id="(?P<id>[^"]+)"[^>]* attr\.type="(?P<type>[^"]+)"')
+_GRAPHML_DATA = re.compile(r'<data key="(?P<key>[^"]+)">(?P<value>True|False)</data>')
+
+
 def _topic(vault, query: str) -> str | None:
     note = vault.note_for(query)
     if note is not None:
@@ -501,7 +506,16 @@ def _export(G: nx.MultiDiGraph, fmt: str, whole: nx.MultiDiGraph | None = None) 
         for index, (u, v, data) in enumerate(G.edges(data=True)):
             H.add_edge(_printable(u), _printable(v), key=f"e{index}", kind=data["kind"],
                        count=data["count"], lines=" ".join(map(str, data["lines"])))
+        # networkx writes booleans as Python's "True"/"False"; XML Schema's boolean is
+        # "true"/"false", which networkx reads back too.
+        boolean_keys: set[str] = set()
         for line in nx.generate_graphml(H):
+            key = _GRAPHML_KEY.search(line)
+            if key and key.group("type") == "boolean":
+                boolean_keys.add(key.group("id"))
+            value = _GRAPHML_DATA.search(line)
+            if value and value.group("key") in boolean_keys:
+                line = line[: value.start("value")] + value.group("value").lower() + line[value.end("value") :]
             print(line)
     elif fmt == "dot":
         print("digraph kb {")

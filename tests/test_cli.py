@@ -367,6 +367,19 @@ def test_format_graphml_edge_ids_unique(vault, capsys):
     assert kinds == expected
 
 
+def test_format_graphml_booleans_xml_schema(vault, capsys):
+    code, out, _ = run(capsys, "graph", "--format", "graphml", "--vault", str(vault))
+    assert code == 0
+    namespace = {"g": "http://graphml.graphdrawing.org/xmlns"}
+    root = ElementTree.fromstring(out)
+    boolean_keys = {key.get("id") for key in root.findall("g:key", namespace) if key.get("attr.type") == "boolean"}
+    values = {data.text for data in root.iter("{http://graphml.graphdrawing.org/xmlns}data") if data.get("key") in boolean_keys}
+    assert values == {"true", "false"}
+    G = nx.read_graphml(io.BytesIO(out.encode("utf-8")))
+    assert G.nodes["unresolved:Missing Topic.md"]["unresolved"] is True
+    assert G.nodes["Transformer.md"]["unresolved"] is False
+
+
 def _dot_edges(out: str) -> set[tuple[str, str, str]]:
     pattern = re.compile(r'  "(.*)" -> "(.*)" \[label="(\w+)"')
     return {match.groups() for match in map(pattern.match, out.splitlines()) if match}
