@@ -215,6 +215,12 @@ def _find_question(questions: list[Question], query: str) -> Question:
     if len(partial) == 1:
         return partial[0]
     if not partial:
+        place = re.fullmatch(r"(?P<path>.+\.md):(?P<line>\d+)", query.strip())
+        in_note = [question for question in questions if place and question.path == place["path"]]
+        if in_note:
+            lines = ", ".join(str(question.line) for question in in_note[:10])
+            raise LookupError(f"{place['path']} has no question at line {place['line']}; its "
+                              f"questions start at lines {lines}")
         raise LookupError(f"no question with block id or text '{query}'; list them with kb questions")
     listed = "; ".join(f"{question} {_shorten(question.text, 50)}" for question in partial[:5])
     raise LookupError(f"'{query}' matches {len(partial)} questions ({listed}); pass a block id, "
@@ -275,7 +281,8 @@ def _validate_topic(topic: str) -> str:
         topic = topic[:-3]
     parts = topic.split("/")
     if not topic or topic.startswith("/") or any(part in ("", ".", "..") for part in parts):
-        raise ValueError(f"invalid note name '{topic}'; give a name such as \"Cold diffusion\"")
+        raise ValueError(f"invalid note name '{topic}': a name must stay inside the vault, with "
+                         "no '..', '.' or empty folder; give a name such as \"Cold diffusion\"")
     bad = _FORBIDDEN_NAME.search(topic)
     if bad:
         raise ValueError(f"invalid note name '{topic}': '{bad.group()}' breaks Obsidian links; "

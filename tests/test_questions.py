@@ -503,6 +503,14 @@ def test_new_answers_callout_question(tmp_path: Path, monkeypatch, case: str, ca
     assert not [p for p in Project.discover(root).vault.link_problems() if p.code == "missing-block"]
 
 
+def test_new_names_lines_of_note_questions(tmp_path: Path, monkeypatch, capsys) -> None:
+    root = _make_project(tmp_path)
+    monkeypatch.chdir(root)
+    assert main(["new", "X", "--answers", f"{PERSON_NOTE}:999"]) == 1
+    error = capsys.readouterr().err
+    assert f"{PERSON_NOTE} has no question at line 999; its questions start at lines " in error
+
+
 def test_new_refuses_to_overwrite(tmp_path: Path, monkeypatch, capsys) -> None:
     root = _make_project(tmp_path)
     monkeypatch.chdir(root)
