@@ -616,6 +616,14 @@ def _read_properties(note: Note, source: str, lines: _Lines) -> None:
         note.aliases = [aliases]
     elif isinstance(aliases, list):
         note.aliases = [str(alias) for alias in aliases if isinstance(alias, (str, int, float))]
+    elif aliases is not None:
+        note.problems.append(
+            Problem(
+                note.path, _key_line(source, "aliases"), "warning", "invalid-property",
+                f"'aliases' must be a list of names or one name, not {type(aliases).__name__} "
+                f"{aliases!r}; quote it, e.g. aliases: [\"{aliases}\"]",
+            )
+        )
 
     # Links in any text or list property, e.g. requires: ["[[Attention]]"].
     search_from = 0
@@ -653,6 +661,15 @@ def _read_properties(note: Note, source: str, lines: _Lines) -> None:
                 note.path, _key_line(source, "requires"), "warning", "invalid-property",
                 "'requires' must be a list of quoted wikilinks, e.g. "
                 "requires: [\"[[Attention]]\"]",
+            )
+        )
+    answers = data.get("answers")
+    if answers is not None and not isinstance(answers, (list, str)):
+        note.problems.append(
+            Problem(
+                note.path, _key_line(source, "answers"), "warning", "invalid-property",
+                "'answers' must be a list of quoted links to the questions this note answers, "
+                "e.g. answers: [\"[[Notes#^q-attention]]\"]",
             )
         )
 

@@ -61,6 +61,8 @@ FRONTMATTER_CASES = [
     ("tag-item-map", "---\ntags:\n  - ok\n  - {a: 1}\n---\nbody\n", 2, "invalid-property", "not text"),
     ("requires-int", "---\nrequires: 7\n---\nbody\n", 2, "invalid-property", "'requires' must be a list"),
     ("requires-map", "---\nx: 1\nrequires: {a: b}\n---\nbody\n", 3, "invalid-property", "'requires' must be a list"),
+    ("aliases-int", "---\naliases: 7\n---\nbody\n", 2, "invalid-property", "'aliases' must be a list"),
+    ("answers-int", "---\nx: 1\nanswers: 5\n---\nbody\n", 3, "invalid-property", "'answers' must be a list"),
     ("unclosed", "---\ntags: [a]\nbody\n", 1, "unclosed-frontmatter", "never closed"),
 ]
 
