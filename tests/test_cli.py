@@ -207,6 +207,9 @@ def test_graph_path_json_and_missing(vault, capsys):
     code, out, _ = run(capsys, "graph", "--path", "Lonely", "Transformer", "--vault", str(vault))
     assert code == 1
     assert "are not connected" in out
+    code, out, _ = run(capsys, "graph", "--path", "Lonely", "Transformer", "--strong", "--vault", str(vault))
+    assert code == 1
+    assert "are not connected by requires: links" in out
     code, out, _ = run(capsys, "graph", "--path", "Attention", "Softmax", "--format", "json", "--vault", str(vault))
     assert code == 0
     assert json.loads(out) == [
