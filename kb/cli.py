@@ -589,8 +589,15 @@ def command_check(args: argparse.Namespace) -> int:
                     "no links to or from this note; link it from a related note")
         )
 
-    for extra in _extra_checks(project, args):
-        problems.append(extra)
+    extras = list(_extra_checks(project, args))
+    # A missing snippet that an answer embeds gets the snippet check's advice (add it to the
+    # snippets folder), not the link check's "create 'name.py.md'".
+    missing_snippets = {(extra.path, extra.line) for extra in extras if extra.code == "answer-without-code"}
+    problems = [
+        problem for problem in problems
+        if not (problem.code == "unresolved-link" and (problem.path, problem.line) in missing_snippets)
+    ]
+    problems.extend(extras)
 
     if args.strict:
         for problem in problems:

@@ -369,6 +369,16 @@ def test_check_answer_without_code(tmp_path: Path) -> None:
     assert _codes(problems, "error") == ["answer-without-code"]
 
 
+def test_check_missing_snippet_reported_once(tmp_path: Path, monkeypatch, capsys) -> None:
+    root = _make_project(tmp_path, with_person_note=False)
+    (root / "docs" / "Q.md").write_text("Why does it work? [[A|answer]]\n", encoding="utf-8")
+    (root / "docs" / "A.md").write_text("## Code\n\n![[gone.py]]\n", encoding="utf-8")
+    monkeypatch.chdir(root)
+    main(["check"])
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("A.md:3:")]
+    assert lines == ["A.md:3: error: embedded snippet 'gone.py' does not exist; add it to snippets/ or fix the embed"]
+
+
 def test_check_failed_snippet(tmp_path: Path, executed: Path) -> None:
     root = _make_project(tmp_path)
     (root / "docs" / "Cold diffusion.md").write_text(ANSWER.replace("cold.py", "broken.py"), encoding="utf-8")
