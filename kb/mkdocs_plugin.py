@@ -81,9 +81,15 @@ _EXTENSIONS: dict[str, dict[str, Any]] = {
     "pymdownx.superfences": {},
     "pymdownx.arithmatex": {"generic": True},
     "pymdownx.mark": {},
-    "pymdownx.tilde": {},
+    # Obsidian has strikethrough (~~x~~) but no subscript (~x~).
+    "pymdownx.tilde": {"subscript": False},
     "pymdownx.tasklist": {"custom_checkbox": True},
     "footnotes": {},
+    # As in Obsidian: a bullet list and a numbered list next to each other stay two lists, and
+    # a numbered list keeps its start number.
+    "sane_lists": {},
+    # Obsidian links bare URLs such as https://example.org.
+    "pymdownx.magiclink": {},
 }
 
 
@@ -180,7 +186,9 @@ class KbPlugin(BasePlugin[KbConfig]):
                 continue
             if name not in config.markdown_extensions:
                 config.markdown_extensions.append(name)
-                config.mdx_configs.setdefault(name, {}).update(options)
+            # An option the site's own configuration sets wins over kb's default.
+            for option, value in options.items():
+                config.mdx_configs.setdefault(name, {}).setdefault(option, value)
         if not self.config.strict_line_breaks and "nl2br" not in config.markdown_extensions:
             config.markdown_extensions.append("nl2br")
         if self.config.math_enabled:

@@ -64,6 +64,10 @@ _LIST_ITEM = re.compile(r"[ \t]*(?:[-*+]|\d{1,9}[.)])(?:[ \t]|$)")
 # A list item that may start a list right below a paragraph line. As in CommonMark, it must
 # have content, and an ordered one must start at 1, so "width\n32. The" stays one paragraph.
 _INTERRUPTING_ITEM = re.compile(r"[ \t]*(?:[-*+]|1[.)])[ \t]+\S")
+# "1)" at the start of a list item: its indentation, number and parenthesis.
+_PARENTHESIS_ITEM = re.compile(r"(?P<indent>[ \t]*)(?P<number>\d{1,9})\)")
+# The delimiter row under a table's header: "| --- | :-: |" or "--- | ---".
+_TABLE_DELIMITER = re.compile(r"[ \t]*\|?[ \t]*:?-+:?[ \t]*(?:\|[ \t]*:?-+:?[ \t]*)*\|?[ \t]*$")
 # Obsidian comments; found in text whose code spans, code blocks and math are blanked.
 _COMMENT = re.compile(r"%%.*?%%", re.S)
 # The callout marker before its title: ``[!type]`` and an optional fold sign.
@@ -303,6 +307,7 @@ def _render_span(
             continue
         if (
             content[:1].isalpha()
+            and previous != "table"
             and (edit_index == len(edits) or edits[edit_index][0] >= line.end)
             and line.number not in code_lines
             and line.number not in callouts
@@ -357,6 +362,11 @@ def _render_span(
                 new_indent, old_length = reindent
                 pieces = [new_indent]
                 position = line.start + prefix_length + old_length
+            parenthesis = _PARENTHESIS_ITEM.match(rest) if list_indents.item else None
+            if parenthesis is not None:
+                # Python-Markdown reads only "1." items; Obsidian reads "1)" the same way.
+                pieces.append(text[position : line.start + prefix_length + parenthesis.end("number")] + ".")
+                position = line.start + prefix_length + parenthesis.end()
         if header is not None:
             # The callout line holds its marker and title; links and tags of the title are
             # rendered into the admonition title.
@@ -408,9 +418,16 @@ def _render_span(
             kind = "code"
         elif not rest.strip():
             kind = "blank"
+        elif rest.lstrip().startswith("|") and (previous == "table" or _TABLE_DELIMITER.match(rest)):
+            kind = "table"
+        elif previous == "table":
+            # GFM would read this line as one more row; Python-Markdown drops the whole
+            # table instead, so the line starts a paragraph below the table.
+            kind = "list" if list_indents.item else "text"
+            output.append(prefix.rstrip())
         elif list_indents.item:
             kind = "list"
-            if previous == "text":
+            if previous == "text" or list_indents.switched:
                 output.append(prefix.rstrip())
         else:
             kind = "list" if previous == "list" else "text"
@@ -432,14 +449,18 @@ class _ListIndents:
     def __init__(self) -> None:
         self.indents: list[int] = []
         """Indentation, in columns, of the open item at each nesting level."""
+        self.ordered: list[bool] = []
+        """Whether the open item at each nesting level is numbered."""
         self.item = False
         """Whether the line last passed to :meth:`reindent` starts a list item."""
+        self.switched = False
+        """Whether that item follows a sibling item of the other kind, bullet or number."""
 
     def reindent(self, rest: str, after_blank: bool, after_text: bool = False) -> tuple[str, int] | None:
         """Return the new indentation of a line and the length of its old one, or None to
         keep the line as written. ``rest`` is the line without its quote prefix, and
         ``after_text`` says that a paragraph line is right above it."""
-        self.item = False
+        self.item = self.switched = False
         stripped = rest.lstrip(" \t")
         if not stripped:
             return None
@@ -450,16 +471,22 @@ class _ListIndents:
             if after_text and not self.indents and not _INTERRUPTING_ITEM.match(stripped):
                 return None  # it continues the paragraph above
             self.item = True
+            ordered = stripped[0].isdigit()
+            self.switched = False
             while self.indents and self.indents[-1] >= width:
+                # A sibling of the other kind ("- a" then "1. b") starts a new list.
+                self.switched = self.indents[-1] == width and self.ordered[-1] != ordered
                 self.indents.pop()
+                self.ordered.pop()
             self.indents.append(width)
+            self.ordered.append(ordered)
             level = min(len(self.indents) - 1, self.MAX_LEVEL)
             return INDENT * level, len(rest) - len(stripped)
         if not self.indents:
             return None
         if width == 0:
             if after_blank:
-                self.indents = []  # a paragraph after a blank line ends the list
+                self.indents, self.ordered = [], []  # a paragraph after a blank line ends the list
             return None
         level = min(sum(indent < width for indent in self.indents), self.MAX_LEVEL)
         return INDENT * max(level, 1), len(rest) - len(stripped)

@@ -52,6 +52,30 @@ def test_paragraph_continuations_stay_text(tmp_path):
         assert body.count("<li") == items, (index, body)
 
 
+# (note body, HTML fragments the page must contain, fragments it must not contain)
+OBSIDIAN_RENDERING = [
+    ("| a |\n| --- |\n| 1 |\nnext line\n", ["<td>1</td>", "<p>next line</p>"], ["| a |"]),
+    ("1) first\n2) second\n", ["<ol>\n<li>first</li>\n<li>second</li>\n</ol>"], ["1)"]),
+    ("> [!note] N\n> 3) three\n> 4) four\n", ['<ol start="3">', "<li>three</li>"], ["3)"]),
+    ("- a\n- b\n1. x\n2. y\n", ["<li>b</li>\n</ul>\n<ol>", "<li>x</li>"], []),
+    ("1. x\n2. y\n- a\n", ["<li>y</li>\n</ol>\n<ul>", "<li>a</li>"], []),
+    ("5. five\n6. six\n", ['<ol start="5">'], []),
+    ("Some ~~struck~~ and ~single~ tilde.\n", ["<del>struck</del>", "~single~"], ["<sub>"]),
+    ("Visit https://example.com now.\n", ['<a href="https://example.com">'], []),
+]
+
+
+def test_obsidian_rendering_cases(tmp_path):
+    notes = {f"R{index}.md": f"# R\n\n{body}" for index, (body, _, _) in enumerate(OBSIDIAN_RENDERING)}
+    site = build_site(tmp_path, notes)
+    for index, (_, present, absent) in enumerate(OBSIDIAN_RENDERING):
+        body = _body(site, f"R{index}.md")
+        for fragment in present:
+            assert fragment in body, (index, fragment, body)
+        for fragment in absent:
+            assert fragment not in body, (index, fragment, body)
+
+
 def test_list_after_paragraph_in_code_kept(tmp_path):
     site = build_site(tmp_path, {"T.md": "# T\n\n```text\nHeader:\n- not a list\n```\n"})
     body = _body(site, "T.md")
