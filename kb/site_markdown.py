@@ -68,6 +68,9 @@ _INTERRUPTING_ITEM = re.compile(r"[ \t]*(?:[-*+]|1[.)])[ \t]+\S")
 _PARENTHESIS_ITEM = re.compile(r"(?P<indent>[ \t]*)(?P<number>\d{1,9})\)")
 # The delimiter row under a table's header: "| --- | :-: |" or "--- | ---".
 _TABLE_DELIMITER = re.compile(r"[ \t]*\|?[ \t]*:?-+:?[ \t]*(?:\|[ \t]*:?-+:?[ \t]*)*\|?[ \t]*$")
+# Seven or more # at the start of a line: text in CommonMark, a level-6 heading in
+# Python-Markdown.
+_SEVEN_HASHES = re.compile(r"[ ]{0,3}#{7,}(?:[ \t]|$)")
 # Obsidian comments; found in text whose code spans, code blocks and math are blanked.
 _COMMENT = re.compile(r"%%.*?%%", re.S)
 # The callout marker before its title: ``[!type]`` and an optional fold sign.
@@ -282,6 +285,8 @@ def _render_span(
     # Lines that continue a code span or math begun on an earlier line: a "+" or "1." there is
     # TeX or code, never a list item.
     continued = _continued_lines(note, start, end)
+    math_blocks = _math_block_lines(note, start, end)
+    closing_hashes = {heading.line for heading in note.headings if heading.text.endswith("#")}
 
     blocks_by_line: dict[int, list] = {}
     for block in note.blocks:
@@ -307,7 +312,7 @@ def _render_span(
             continue
         if (
             content[:1].isalpha()
-            and previous != "table"
+            and previous not in ("table", "math")
             and (edit_index == len(edits) or edits[edit_index][0] >= line.end)
             and line.number not in code_lines
             and line.number not in callouts
@@ -418,6 +423,17 @@ def _render_span(
             kind = "code"
         elif not rest.strip():
             kind = "blank"
+        elif line.number in math_blocks:
+            # Arithmatex reads a $$ block only as a block of its own, where Obsidian also
+            # shows one inside a paragraph: blank lines go around it.
+            kind = "math" if math_blocks[line.number] == "last" else "text"
+            if math_blocks[line.number] == "first" and previous in ("text", "math"):
+                output.append(prefix.rstrip())
+        elif line.number in continued:
+            kind = previous if previous in ("text", "list") else "text"
+        elif previous == "math":
+            kind = "list" if list_indents.item else "text"
+            output.append(prefix.rstrip())
         elif rest.lstrip().startswith("|") and (previous == "table" or _TABLE_DELIMITER.match(rest)):
             kind = "table"
         elif previous == "table":
@@ -432,7 +448,16 @@ def _render_span(
         else:
             kind = "list" if previous == "list" else "text"
         previous = kind
-        output.append(prefix + "".join(pieces))
+        body = "".join(pieces)
+        if line.number in closing_hashes:
+            # "## C#": CommonMark drops a closing run of # only after a space, Python-Markdown
+            # always, so the run is escaped.
+            body = body.rstrip()
+            run = len(body) - len(body.rstrip("#"))
+            body = body[:-run] + "\\#" * run
+        elif line.number not in code_lines and _SEVEN_HASHES.match(body):
+            body = body.replace("#", "\\#", 1)  # no heading has seven levels: it is text
+        output.append(prefix + body)
     return "\n".join(output)
 
 
@@ -527,6 +552,29 @@ def _continued_lines(note: Note, start: int, end: int) -> set[int]:
             first = bisect.bisect_right(starts, span_start)
             last = bisect.bisect_right(starts, span_end - 1)
             lines.update(range(first + 1, last + 1))
+    return lines
+
+
+def _math_block_lines(note: Note, start: int, end: int) -> dict[int, str]:
+    """Map the first and last line of each ``$$`` block that spans lines to "first" and "last".
+
+    Only blocks whose ``$$`` open and close their lines count: ``$$`` in the middle of a line
+    is display math inside the text (see _inline_display_math).
+    """
+    text = note.text
+    starts = _line_offsets(text)
+    lines: dict[int, str] = {}
+    for span_start, span_end in note.verbatim:
+        if not (start <= span_start and span_end <= end and text.startswith("$$", span_start)):
+            continue
+        first = bisect.bisect_right(starts, span_start)
+        last = bisect.bisect_right(starts, span_end - 1)
+        line_end = starts[last] if last < len(starts) else len(text)
+        opens_line = not text[starts[first - 1] : span_start].strip(" \t>")
+        closes_line = not text[span_end:line_end].strip()
+        if first < last and opens_line and closes_line:
+            lines[first] = "first"
+            lines[last] = "last"
     return lines
 
 

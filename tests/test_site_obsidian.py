@@ -62,6 +62,10 @@ OBSIDIAN_RENDERING = [
     ("5. five\n6. six\n", ['<ol start="5">'], []),
     ("Some ~~struck~~ and ~single~ tilde.\n", ["<del>struck</del>", "~single~"], ["<sub>"]),
     ("Visit https://example.com now.\n", ['<a href="https://example.com">'], []),
+    ("Block:\n$$\na+b\n$$\nafter\n", ['<p>Block:</p>\n<div class="arithmatex">', "<p>after</p>"], ["$$"]),
+    ("> [!note] N\n> Text:\n> $$\n> c+d\n> $$\n", ['<p>Text:</p>\n<div class="arithmatex">'], ["$$"]),
+    ("## C++ vs C#\n\n## Title ##\n", ['">C++ vs C#<a class="headerlink"', '">Title<a class="headerlink"'], []),
+    ("####### seven\n", ["<p>####### seven</p>"], ["<h6"]),
 ]
 
 
