@@ -154,6 +154,10 @@ class _Markup:
     """Text that replaces it in the displayed question: a link's text, a tag as written, or ``""``."""
 
 
+def _is_question_tag(name: str) -> bool:
+    return name == QUESTION_TAG or name.startswith(QUESTION_TAG + "/")
+
+
 def _link_text(display: str | None, fallback: str) -> str:
     """Return the text a link shows in a question; an answer link shows nothing."""
     label = (display if display is not None else fallback).strip()
@@ -180,8 +184,7 @@ def _markup(note: Note) -> list[_Markup]:
         )
     for tag in note.tags:
         if tag.origin == "inline":
-            question_tag = tag.name == QUESTION_TAG or tag.name.startswith(QUESTION_TAG + "/")
-            displayed = "" if question_tag else note.text[tag.start : tag.end]
+            displayed = "" if _is_question_tag(tag.name) else note.text[tag.start : tag.end]
             found.append(_Markup(tag.start, tag.end, "tag", displayed))
     for block in note.blocks:
         if block.start >= 0:
@@ -365,10 +368,7 @@ def detect_questions(note: Note) -> list[Question]:
     line_starts = [0] + [match.end() for match in _LINE_BREAK.finditer(masked)]
     # By line number: whether the line has a "?" outside code, math and comments.
     question_mark = [False] + ["?" in line for line in masked_lines]
-    tagged = {
-        tag.line for tag in note.tags
-        if tag.origin == "inline" and (tag.name == QUESTION_TAG or tag.name.startswith(QUESTION_TAG + "/"))
-    }
+    tagged = {tag.line for tag in note.tags if tag.origin == "inline" and _is_question_tag(tag.name)}
     markup = _markup(note)
     markup_starts = [item.start for item in markup]
 
@@ -379,35 +379,32 @@ def detect_questions(note: Note) -> list[Question]:
         task = _TASK.match(masked_lines[block.first - 1]) if block.kind == "item" else None
         if task and task.group("state") != " ":
             continue  # a checked task is done
-        start = line_starts[block.first - 1]
-        end = line_starts[block.last - 1] + len(masked_lines[block.last - 1])
         if tagged and any(number in tagged for number in range(block.first, block.last + 1)):
             kind = "tag"
         elif task:
             kind = "task"
         elif answer_note or not any(question_mark[block.first : block.last + 1]):
             continue
-        elif asks_question(_rule_text(
-            note.text, masked, start, end,
-            _block_markup(markup, markup_starts, masked, start, end),
-        )):
-            kind = "question"
         else:
+            kind = "question"
+        start = line_starts[block.first - 1]
+        end = line_starts[block.last - 1] + len(masked_lines[block.last - 1])
+        block_markup = _block_markup(markup, markup_starts, masked, start, end)
+        if kind == "question" and not asks_question(
+            _rule_text(note.text, masked, start, end, block_markup)
+        ):
             continue
         block_id = next(
             (b.id for b in note.blocks if block.first <= b.line <= block.last), None
         )
-        displayed = _display_text(
-            note.text, start, end,
-            _block_markup(markup, markup_starts, masked, start, end), block.kind,
-        )
+        displayed = _display_text(note.text, start, end, block_markup, block.kind)
         questions.append(Question(note.path, block.first, displayed, kind, block.last, block_id))
 
     if not answer_note and note.callouts:
         text_lines = _LINE_BREAK.split(note.text)
         for callout in note.callouts:
             question = _callout_question(
-                note, callout, masked, masked_lines, text_lines, line_starts, markup
+                note, callout, masked, masked_lines, text_lines, line_starts, markup, markup_starts
             )
             if question is not None:
                 questions.append(question)
@@ -417,7 +414,7 @@ def detect_questions(note: Note) -> list[Question]:
 
 def _callout_question(
     note: Note, callout: Callout, masked: str, masked_lines: list[str], text_lines: list[str],
-    line_starts: list[int], markup: list[_Markup],
+    line_starts: list[int], markup: list[_Markup], markup_starts: list[int],
 ) -> Question | None:
     """Return the question that a ``> [!question]`` callout asks, or None for other callouts.
 
@@ -443,9 +440,8 @@ def _callout_question(
     else:
         return None  # a question callout with neither title nor body asks nothing
 
-    starts = [item.start for item in markup]
     displayed = _display_text(
-        note.text, start, end, _block_markup(markup, starts, masked, start, end), "quote"
+        note.text, start, end, _block_markup(markup, markup_starts, masked, start, end), "quote"
     )
     if not displayed:
         return None

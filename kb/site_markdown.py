@@ -284,8 +284,7 @@ def _render_span(
     code_lines = _code_lines(note)
     # Lines that continue a code span or math begun on an earlier line: a "+" or "1." there is
     # TeX or code, never a list item.
-    continued = _continued_lines(note, start, end)
-    math_blocks = _math_block_lines(note, start, end)
+    continued, math_blocks = _verbatim_lines(note, start, end)
     closing_hashes = {heading.line for heading in note.headings if heading.text.endswith("#")}
 
     blocks_by_line: dict[int, list] = {}
@@ -454,7 +453,8 @@ def _render_span(
             # always, so the run is escaped.
             body = body.rstrip()
             run = len(body) - len(body.rstrip("#"))
-            body = body[:-run] + "\\#" * run
+            if run:  # a rewrite of the line's end (a tag, a block id) may have taken the run
+                body = body[:-run] + "\\#" * run
         elif line.number not in code_lines and _SEVEN_HASHES.match(body):
             body = body.replace("#", "\\#", 1)  # no heading has seven levels: it is text
         output.append(prefix + body)
@@ -497,7 +497,6 @@ class _ListIndents:
                 return None  # it continues the paragraph above
             self.item = True
             ordered = stripped[0].isdigit()
-            self.switched = False
             while self.indents and self.indents[-1] >= width:
                 # A sibling of the other kind ("- a" then "1. b") starts a new list.
                 self.switched = self.indents[-1] == width and self.ordered[-1] != ordered
@@ -543,39 +542,32 @@ def _indent_columns(whitespace: str) -> int:
     return columns
 
 
-def _continued_lines(note: Note, start: int, end: int) -> set[int]:
-    """Return the lines after the first of each code span or math that spans lines."""
-    starts = _line_offsets(note.text)
-    lines: set[int] = set()
-    for span_start, span_end in note.verbatim:
-        if start <= span_start and span_end <= end:
-            first = bisect.bisect_right(starts, span_start)
-            last = bisect.bisect_right(starts, span_end - 1)
-            lines.update(range(first + 1, last + 1))
-    return lines
+def _verbatim_lines(note: Note, start: int, end: int) -> tuple[set[int], dict[int, str]]:
+    """Return the lines of multi-line code spans and math between offsets ``start`` and ``end``.
 
-
-def _math_block_lines(note: Note, start: int, end: int) -> dict[int, str]:
-    """Map the first and last line of each ``$$`` block that spans lines to "first" and "last".
-
-    Only blocks whose ``$$`` open and close their lines count: ``$$`` in the middle of a line
-    is display math inside the text (see _inline_display_math).
+    The set holds the lines after the first of each such span. The dict maps the first and
+    last line of each ``$$`` block to "first" and "last", for blocks whose ``$$`` open and
+    close their lines: ``$$`` in the middle of a line is display math inside the text (see
+    _inline_display_math).
     """
     text = note.text
     starts = _line_offsets(text)
-    lines: dict[int, str] = {}
+    continued: set[int] = set()
+    math_blocks: dict[int, str] = {}
     for span_start, span_end in note.verbatim:
-        if not (start <= span_start and span_end <= end and text.startswith("$$", span_start)):
+        if not start <= span_start or not span_end <= end:
             continue
         first = bisect.bisect_right(starts, span_start)
         last = bisect.bisect_right(starts, span_end - 1)
-        line_end = starts[last] if last < len(starts) else len(text)
-        opens_line = not text[starts[first - 1] : span_start].strip(" \t>")
-        closes_line = not text[span_end:line_end].strip()
-        if first < last and opens_line and closes_line:
-            lines[first] = "first"
-            lines[last] = "last"
-    return lines
+        continued.update(range(first + 1, last + 1))
+        if first < last and text.startswith("$$", span_start):
+            line_end = starts[last] if last < len(starts) else len(text)
+            opens_line = not text[starts[first - 1] : span_start].strip(" \t>")
+            closes_line = not text[span_end:line_end].strip()
+            if opens_line and closes_line:
+                math_blocks[first] = "first"
+                math_blocks[last] = "last"
+    return continued, math_blocks
 
 
 def _code_lines(note: Note) -> set[int]:
