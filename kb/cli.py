@@ -235,8 +235,8 @@ def command_graph(args: argparse.Namespace) -> int:
         try:
             steps = connection_path(_strong_edges(G) if args.strong else G, a, b)
         except nx.NetworkXNoPath:
-            how = " by requires: links (drop --strong to follow plain links too)" if args.strong else ""
-            print(f"kb: '{args.path[0]}' and '{args.path[1]}' are not connected{how}")
+            scope = " by requires: links (drop --strong to follow plain links too)" if args.strong else ""
+            print(f"kb: '{args.path[0]}' and '{args.path[1]}' are not connected{scope}")
             return 1
         if args.format == "json":
             json.dump([{"node": n, "kind": k, "direction": d} for n, k, d in steps], sys.stdout, indent=2)

@@ -538,9 +538,9 @@ def _report_unsaved(
     """Report ``error``, keeping the typed text in ``.kb/unsaved/`` unless it is blank."""
     if not explanation.strip():
         return _error(str(error))
-    kept = _keep_unsaved(project, note_name, explanation)
-    return _error(f"{error}\nYour text is kept in {kept}; fix it there if needed, then save it "
-                  f"with kb explain \"{note_name}\" --from \"{kept}\"")
+    kept_path = _keep_unsaved(project, note_name, explanation)
+    return _error(f"{error}\nYour text is kept in {kept_path}; fix it there if needed, then save "
+                  f"it with kb explain \"{note_name}\" --from \"{kept_path}\"")
 
 
 def _saved_message(words: int, where: str) -> str:
@@ -694,16 +694,17 @@ def command_quiz(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return _report_unsaved(project, note_name, "".join(typed),
                                ExplanationError("interrupted; nothing was saved"))
-    if not "".join(typed).strip():
+    typed_text = "".join(typed)
+    if not typed_text.strip():
         print("Nothing written; nothing saved and the schedule is unchanged.")
         return 1
     try:
-        explanation = _decode_input("".join(typed), "standard input")
+        explanation = _decode_input(typed_text, "standard input")
         saved = save_explanation(snapshot, explanation, today.isoformat())
     except _TypedTextError as error:
         return _report_unsaved(project, note_name, error.text, error)
     except ExplanationError as error:
-        return _report_unsaved(project, note_name, "".join(typed), error)
+        return _report_unsaved(project, note_name, typed_text, error)
     record = state.record_review(question.key, today)
     try:
         state.save()

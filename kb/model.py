@@ -122,8 +122,8 @@ class Block:
 class ExternalLink:
     """A Markdown link that leaves the vault (``[text](https://...)``) or has no destination.
 
-    It is no edge of the graph; the parse keeps it so that readers of the note's text, such as
-    the question rule, know where its text lies.
+    It is no edge of the graph. The parse keeps it so that readers of the note's text, such as
+    the question rule, know where the link's text lies.
     """
 
     url: str

@@ -64,7 +64,7 @@ _FIRST_H1 = re.compile(r"\A\s*# [^\n]*\n")
 
 
 def is_filled_page(note: Note) -> bool:
-    """Return whether ``note`` holds a marker that the site fills, such as the questions list.
+    """Return whether ``note`` contains a marker that the site fills, such as the questions list.
 
     Such a page links every note it lists only on the site, so in the vault it has no links.
     """

@@ -251,7 +251,8 @@ def test_property_unquoted_wikilink_warned(frontmatter, expected):
         # The suggested fix must itself be valid YAML that gives the link as a string.
         _key, suggestion = message.rsplit("quote each link: ", 1)[1].split(": ", 1)
         [link] = yaml.safe_load(suggestion)
-        assert link.startswith("[[") and link.endswith("]]")
+        assert link.startswith("[[")
+        assert link.endswith("]]")
 
 
 # Tags ---------------------------------------------------------------------------------------

@@ -218,8 +218,8 @@ def test_quiz_interrupted_keeps_typed_text(tmp_path: Path) -> None:
     root = _project(tmp_path)
     before = _snapshot(root / "docs")
     controller, terminal = pty.openpty()
-    # A shell that starts a job in the background makes it ignore SIGINT, and Python keeps
-    # ignoring it; the default disposition lets Python turn SIGINT into KeyboardInterrupt.
+    # A shell that starts a job in the background makes it ignore SIGINT, and Python then
+    # keeps ignoring it. The default disposition lets Python raise KeyboardInterrupt.
     process = subprocess.Popen([sys.executable, "-m", "kb.cli", "quiz"], cwd=root, stdin=terminal,
                                stdout=terminal, stderr=terminal, start_new_session=True,
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
